@@ -1,0 +1,67 @@
+"""Shared fixtures. Artifacts go to a cache inside the checkout (.cache/, git-ignored) unless
+COURSE_CACHE is set, so a second `make test` reuses exported/quantized GGUF files (their names
+carry a fingerprint of the weights, so a retrained model never reuses stale ones). Notebook
+kernels started by nbval inherit these variables."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("COURSE_CACHE", str(ROOT / ".cache" / "course"))
+os.environ.setdefault("COURSE_DEVICE", "auto")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A private hub cache: test_model.py plants a fake hub snapshot there (never the user's cache).
+os.environ["HF_HUB_CACHE"] = str(ROOT / ".cache" / "hf-hub-test")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def tinycode():
+    """(model, tokenizer) of the shipped tinycode, loaded once per session."""
+    from courseutils.model import load_model
+
+    return load_model("tinycode", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def val_text() -> str:
+    from courseutils.corpus import corpus_text
+
+    return corpus_text("validation")
+
+
+@pytest.fixture(scope="session")
+def f16_gguf() -> Path:
+    from courseutils.llamacpp import get_gguf
+
+    return get_gguf("tinycode", "F16")
+
+
+@pytest.fixture()
+def tiny_llama_dir(tmp_path) -> Path:
+    """A small random Llama with tinycode's tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from courseutils.model import load_tokenizer
+
+    torch.manual_seed(0)
+    tok = load_tokenizer("tinycode")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    out = tmp_path / "tiny-llama"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

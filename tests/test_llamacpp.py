@@ -1,0 +1,103 @@
+import shutil
+
+import gguf
+import numpy as np
+import pytest
+
+from courseutils.errors import GGUFError, QuantTypeError
+from courseutils.evaluate import perplexity_gguf
+from courseutils.llamacpp import IMATRIX_REQUIRED, LlamaCpp, check_gguf, get_gguf, quant_types, quantize
+
+LADDER = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"]
+
+
+def test_type_listing():
+    types = quant_types()
+    assert {"F16", "Q8_0", "Q4_K_M", "Q2_K", "IQ2_XS"} <= set(types)
+    assert not IMATRIX_REQUIRED & set(quant_types(include_imatrix_only=False))
+
+
+def test_unknown_type_names_what_is_allowed(f16_gguf, tmp_path):
+    with pytest.raises(QuantTypeError, match="Q4_K_M") as err:
+        quantize(f16_gguf, tmp_path / "x.gguf", "Q4_K_Z")
+    assert "Q4_K_Z" in str(err.value)
+
+
+def test_imatrix_types_need_an_imatrix(f16_gguf, tmp_path):
+    with pytest.raises(QuantTypeError, match="importance matrix"):
+        quantize(f16_gguf, tmp_path / "x.gguf", "IQ2_XS")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_imatrix_quantization(tinycode, f16_gguf, tmp_path):
+    from courseutils.imatrix import compute_imatrix
+
+    imatrix = compute_imatrix(tinycode, n_chunks=2)
+    model, _ = tinycode
+    assert imatrix["blk.0.ffn_down.weight"].shape == (model.config.intermediate_size,)
+    assert imatrix["blk.0.attn_q.weight"].shape == (model.config.hidden_size,)
+    out = quantize(f16_gguf, tmp_path / "iq2.gguf", "IQ2_XS", imatrix=imatrix)
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(out)).tensors}
+    assert types["blk.0.ffn_up.weight"] == "IQ2_XS"
+    with LlamaCpp(out, n_ctx=64) as llm:
+        assert np.isfinite(llm.logits(llm.tokenize("def main():\n"))).all()
+    bad = dict(imatrix)
+    bad["blk.0.ffn_up.weight"] = bad["blk.0.ffn_up.weight"] * np.nan
+    with pytest.raises(QuantTypeError, match="finite"):
+        quantize(f16_gguf, tmp_path / "bad.gguf", "IQ2_XS", imatrix=bad)
+
+
+def test_broken_files_are_refused(f16_gguf, tmp_path):
+    with pytest.raises(GGUFError, match="no such file"):
+        check_gguf(tmp_path / "nope.gguf")
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    with pytest.raises(GGUFError, match="empty"):
+        LlamaCpp(empty)
+    text = tmp_path / "notes.gguf"
+    text.write_text("hello")
+    with pytest.raises(GGUFError, match="not a GGUF"):
+        check_gguf(text)
+    data = f16_gguf.read_bytes()
+    for cut in (len(data) // 2, 1000, 30):
+        truncated = tmp_path / f"cut{cut}.gguf"
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(GGUFError, match="truncated|corrupt"):
+            quantize(truncated, tmp_path / "out.gguf", "Q8_0")
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_failed_quantize_leaves_no_file(tmp_path):
+    """llama.cpp rejects a GGUF whose architecture it does not know; nothing is left behind."""
+    src = tmp_path / "alien.gguf"
+    w = gguf.GGUFWriter(str(src), "no-such-arch")
+    w.add_tensor("blk.0.ffn_up.weight", np.ones((4, 256), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(QuantTypeError, match="could not quantize"):
+        quantize(src, tmp_path / "out.gguf", "Q8_0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alien.gguf"]
+
+
+def test_get_gguf_is_cached(f16_gguf):
+    a = get_gguf("tinycode", "Q4_K_M")
+    mtime = a.stat().st_mtime_ns
+    assert get_gguf("tinycode", "q4_k_m") == a and a.stat().st_mtime_ns == mtime
+    assert "tinycode-" in a.name and a.parent == f16_gguf.parent
+
+
+def test_quantization_visibly_matters(f16_gguf, val_text):
+    """The issue's bar: KLD rises and top-1 agreement falls strictly down the ladder;
+    Q8_0 within 0.5 % of F16 perplexity, Q2_K at least 5 % above."""
+    text = val_text[:400_000]
+    results = {t: perplexity_gguf(get_gguf("tinycode", t), text, n_ctx=256, base=f16_gguf, n_chunks=24)
+               for t in LADDER}
+    kld = [results[t]["kld"] for t in LADDER]
+    top1 = [results[t]["top1_agreement"] for t in LADDER]
+    base_ppl = results["Q8_0"]["base_ppl"]
+    assert all(a < b for a, b in zip(kld, kld[1:])), dict(zip(LADDER, kld))
+    assert all(a > b for a, b in zip(top1, top1[1:])), dict(zip(LADDER, top1))
+    assert abs(results["Q8_0"]["ppl"] / base_ppl - 1) < 0.005
+    assert results["Q2_K"]["ppl"] / base_ppl - 1 >= 0.05
