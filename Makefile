@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the course into it
 
-lab: $(STAMP)  ## open the lessons in JupyterLab
-	$(VENV)/bin/jupyter lab lessons/
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. lessons/00_setup_and_tour.ipynb
 
 test: $(STAMP)  ## run every check: layout, unit tests, quiz pipeline, lessons under nbval
 	@if [ -x ../shared/tools/course-check ]; then ../shared/tools/course-check; fi
@@ -38,8 +38,8 @@ test: $(STAMP)  ## run every check: layout, unit tests, quiz pipeline, lessons u
 demo: $(STAMP)  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
 
-model: $(STAMP)  ## retrain tinycode from the standard library (about an hour on 2 cores)
-	$(PY) -m courseutils.train
+model: $(STAMP)  ## retrain tinycode from the standard library (~30 min; one thread, as the shipped model was)
+	OMP_NUM_THREADS=1 $(PY) -m courseutils.train --threads 1
 
 bench: $(STAMP)  ## write benchmarks/results.md and .json
 	$(PY) benchmarks/run.py
@@ -47,8 +47,9 @@ bench: $(STAMP)  ## write benchmarks/results.md and .json
 html: $(STAMP)  ## execute every lesson and render it to build/html
 	$(VENV)/bin/jupyter nbconvert --to html --execute lessons/*.ipynb --output-dir build/html
 
-quiz-keys: $(STAMP)  ## regenerate the instant-feedback keys from quizzes/source
+quiz-keys: $(STAMP)  ## regenerate the instant-feedback keys and the student copies from quizzes/source
 	$(PY) -m courseutils.grading keys
+	$(PY) -m courseutils.grading students
 
 release: $(STAMP)  ## generate student versions of the quizzes in quizzes/release
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""`make bench`: time the course's pipeline on this machine; write benchmarks/results.md and .json.
+
+Performance requirements live here, never in timed unit tests. Each section records what it
+measured and how; a failure in one section is recorded and the others still run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - t0
+
+
+def bench_pipeline(cache: Path) -> dict:
+    from courseutils.gguf_export import export_gguf
+    from courseutils.llamacpp import LlamaCpp, quantize
+    from courseutils.corpus import corpus_text
+    from courseutils.metrics import make_chunks
+
+    f16, export_s = timed(export_gguf, "tinycode", cache / "bench-F16.gguf", overwrite=True)
+    rows = []
+    text = corpus_text("validation")[:150_000]
+    for qtype in ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"]:
+        if qtype == "F16":
+            path, q_s = f16, 0.0
+        else:
+            path, q_s = timed(quantize, f16, cache / f"bench-{qtype}.gguf", qtype)
+        llm = LlamaCpp(path, n_ctx=256)
+        chunks = make_chunks(llm.tokenize(text), 256, llm.bos_id, 8)
+        _, eval_s = timed(lambda: [llm.logits(c) for c in chunks])
+        t0 = time.perf_counter()
+        completion = llm.generate("def parse_args(argv):\n", max_tokens=64)
+        gen_s = time.perf_counter() - t0
+        n_gen = len(llm.tokenize(completion, add_bos=False))
+        llm.close()
+        rows.append({"type": qtype, "quantize_s": round(q_s, 2), "prompt_tokens_per_s": round(chunks.size / eval_s),
+                     "generation_tokens_per_s": round(n_gen / gen_s) if n_gen else None,
+                     "file_mib": round(Path(path).stat().st_size / 2**20, 2)})
+    return {"export_f16_s": round(export_s, 2), "types": rows}
+
+
+def bench_scorecard() -> dict:
+    from courseutils.scorecard import run_scorecard
+
+    card, seconds = timed(run_scorecard, "tinycode", progress=False)
+    return {"default_scorecard_s": round(seconds, 1), "smallest_passing": card["smallest_passing"],
+            "rows": [{k: r[k] for k in ("type", "bpw", "ppl", "kld", "top1_agreement", "format_following",
+                                        "task_accuracy", "passes")} for r in card["variants"]]}
+
+
+def bench_sensitivity() -> dict:
+    from courseutils import sensitivity
+
+    _, seconds = timed(sensitivity.benchmark_proxies)
+    return {"all_three_proxies_all_layers_s": round(seconds, 1)}
+
+
+def bench_grading() -> dict:
+    from courseutils import grading
+
+    quizzes = sorted(p.name for p in (ROOT / "quizzes" / "source").iterdir() if p.is_dir())
+    return {q: round(grading.time_autograde(q), 1) for q in quizzes}
+
+
+def bench_lessons() -> dict:
+    import nbformat
+    from nbclient import NotebookClient
+
+    times = {}
+    for nb_path in sorted((ROOT / "lessons").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "lessons")}})
+        _, seconds = timed(client.execute)
+        times[nb_path.stem] = round(seconds, 1)
+    return times
+
+
+SECTIONS = {"pipeline": None, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
+            "grading": bench_grading, "lessons": bench_lessons}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the course pipeline; writes benchmarks/results.{md,json}.")
+    parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="run only these sections")
+    args = parser.parse_args(argv)
+    import torch
+
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
+               "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "cuda": torch.cuda.is_available(), "sections": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in SECTIONS.items():
+            if args.only and name not in args.only:
+                continue
+            print(f"[bench] {name} ...", flush=True)
+            t0 = time.perf_counter()
+            try:
+                value = bench_pipeline(Path(tmp)) if name == "pipeline" else fn()
+                results["sections"][name] = {"ok": True, "result": value}
+            except Exception as exc:  # record and go on: one broken section must not hide the others
+                results["sections"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                             "trace": traceback.format_exc(limit=3)}
+            results["sections"][name]["wall_s"] = round(time.perf_counter() - t0, 1)
+            results["sections"][name]["peak_rss_mib_so_far"] = round(peak_rss_mib(), 1)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (OUT / "results.md").write_text(render(results))
+    print((OUT / "results.md").read_text())
+    return 0 if all(s["ok"] for s in results["sections"].values()) else 1
+
+
+def render(results: dict) -> str:
+    lines = [f"# Benchmarks ({results['date']})", "",
+             f"Machine: {results['machine']}, {results['cpus']} CPUs, torch threads {results['torch_threads']}, "
+             f"CUDA {results['cuda']}.", ""]
+    for name, sec in results["sections"].items():
+        lines.append(f"## {name} ({sec['wall_s']} s, peak RSS {sec['peak_rss_mib_so_far']} MiB)")
+        lines.append("")
+        if not sec["ok"]:
+            lines += [f"FAILED: {sec['error']}", ""]
+            continue
+        value = sec["result"]
+        if name == "pipeline":
+            lines += [f"F16 export: {value['export_f16_s']} s", "",
+                      "| type | MiB | quantize s | prompt tok/s | generation tok/s |", "|---|---|---|---|---|"]
+            lines += [f"| {r['type']} | {r['file_mib']} | {r['quantize_s']} | {r['prompt_tokens_per_s']} | "
+                      f"{r['generation_tokens_per_s']} |" for r in value["types"]]
+        elif name == "scorecard":
+            lines += [f"Default scorecard: {value['default_scorecard_s']} s; smallest passing: "
+                      f"{value['smallest_passing']}", "", "| type | bpw | ppl | KLD | top-1 | format | task | passes |",
+                      "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {r['type']} | {r['bpw']} | {r['ppl']} | {r['kld']} | {r['top1_agreement']} | "
+                      f"{r['format_following']} | {r['task_accuracy']} | {r['passes']} |" for r in value["rows"]]
+        else:
+            lines += ["| item | seconds |", "|---|---|"] + [f"| {k} | {v} |" for k, v in value.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

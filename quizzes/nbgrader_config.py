@@ -1,0 +1,76 @@
+"""nbgrader configuration of the course's quizzes; this folder (quizzes/) is the course root.
+
+`python -m courseutils.grading ...` (the Makefile's release/autograde/feedback/grades targets)
+loads this file with the root set to this folder, wherever it is called from. Running the
+`nbgrader` command line or the formgrader from inside quizzes/ reads the same file.
+
+Layout (all but source/ are generated and git-ignored):
+    source/NN_slug/NN_slug.ipynb      instructor version: solutions and hidden tests
+    release/NN_slug/NN_slug.ipynb     student version (`make release`)
+    submitted/<student>/NN_slug/      what students handed in (never modified by grading)
+    autograded/<student>/NN_slug/     executed and scored copies
+    feedback/<student>/NN_slug/       HTML feedback, hidden tests removed
+    gradebook.db                      nbgrader's SQLite gradebook
+"""
+
+c = get_config()  # noqa: F821 -- traitlets provides get_config() when it loads this file
+
+c.CourseDirectory.course_id = "quant-course"
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# --- student code: autograding executes it, with limits ----------------------------------
+# QuizExecute is nbgrader's Execute plus a total budget per notebook: each cell may run
+# `timeout` seconds, the whole notebook `total_timeout`; cells left when the budget is
+# spent are not run and score 0. An endless loop is interrupted, its cell scores 0 and
+# the batch goes on with the next cell and the next student.
+c.Execute.timeout = 60
+c.Execute.interrupt_on_timeout = True
+c.QuizExecute.total_timeout = 300
+c.Autograde.autograde_preprocessors = [
+    "courseutils.nbgrader_plugins.QuizExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# A student who deleted a test cell gets it back (from the gradebook) instead of a
+# silently missing grade.
+c.OverwriteCells.add_missing_cells = True
+
+# --- release: nbgrader's own steps, then drop the authoring metadata ----------------------
+# (the "quiz" cell metadata holds tolerances and deliberately wrong implementations used by
+# the pipeline tests; students do not need it).
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "courseutils.nbgrader_plugins.StripQuizMetadata",
+]
+
+# --- feedback: never show hidden tests ----------------------------------------------------
+# nbgrader's default feedback keeps the hidden tests (and their tracebacks, which quote the
+# failing line). ClearHiddenTests removes the hidden regions from the test cells' source;
+# HideTestOutputs replaces a test cell's outputs by one line naming the error, so neither
+# a traceback nor anything a student's function printed while the hidden tests ran leaks.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "courseutils.nbgrader_plugins.HideTestOutputs",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
