@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed
 QUIZ   ?= all
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 export PYTHONUNBUFFERED := 1
+# llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help install lab test demo model bench html release autograde feedback grades quiz-keys clean
 

@@ -20,11 +20,9 @@ def _pyproject(root):
 def test_environment_yml_matches_pyproject(root):
     project = _pyproject(root)["project"]
     wanted = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    listed = set()
-    for line in (root / "environment.yml").read_text().splitlines():
-        m = re.match(r"\s+- ([A-Za-z].*)$", line)
-        if m and not m.group(1).startswith(("python", "pip")) :
-            listed.add(m.group(1).replace(" ", ""))
+    text = (root / "environment.yml").read_text()
+    pip_section = text[text.index("- pip:"):]
+    listed = {m.replace(" ", "") for m in re.findall(r"^\s{6,}- ([A-Za-z][^\n]*)$", pip_section, re.M)}
     assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
 
 
@@ -63,3 +61,12 @@ def test_model_data_is_package_data(root):
     assert "data/tinycode/*" in data
     files = {p.name for p in (root / "src" / "courseutils" / "data" / "tinycode").iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "model_card.json"} <= files
+
+
+def test_lessons_link_to_answer_free_quizzes(root):
+    for nb_path in sorted((root / "lessons").glob("*.ipynb")):
+        text = nb_path.read_text()
+        link = f"../quizzes/student/{nb_path.stem}.ipynb"
+        assert link in text, f"{nb_path.name} must link to its quiz's student copy {link}"
+        assert (root / "quizzes" / "student" / f"{nb_path.stem}.ipynb").is_file()
+        assert "quizzes/source/" not in text, f"{nb_path.name} links to an instructor version (with solutions)"

@@ -139,10 +139,6 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
         pre: llama.cpp pre-tokenizer name; guessed when None (``gpt-2`` for tinycode).
         overwrite: rewrite ``out`` even when it exists.
     """
-    import gguf
-    import torch
-    from transformers import AutoConfig, LlamaForCausalLM
-
     if dtype not in EXPORT_DTYPES:
         raise CourseError(f"dtype={dtype!r} is not one of {EXPORT_DTYPES}")
     kind, where = resolve_model(model)
@@ -155,6 +151,9 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
     final, tmp = atomic_path(out)
     if final.exists() and not overwrite:
         return final
+    import gguf  # heavy imports only when there is work to do
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
 
     config = AutoConfig.from_pretrained(where)
     if config.model_type != "llama":

@@ -27,7 +27,7 @@ from .llamacpp import LlamaCpp, get_gguf, quant_types
 from .metrics import make_chunks, perplexity, token_nll
 from .tasks import cloze_accuracy, follows_format, function_prompts
 
-__all__ = ["Rubric", "DEFAULT_TYPES", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json"]
+__all__ = ["Rubric", "DEFAULT_TYPES", "smallest_passing", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json"]
 
 DEFAULT_TYPES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 
@@ -58,6 +58,15 @@ class Rubric:
             "format_following": row["format_following"] >= self.min_format_following,
             "task_accuracy": row["task_accuracy"] >= self.min_task_accuracy,
         }
+
+
+def smallest_passing(rows: list[dict], rubric: Rubric) -> str | None:
+    """The type of the smallest file among ``rows`` that passes ``rubric`` (the first row is
+    the reference), or None. Only compares stored numbers; nothing is re-measured."""
+    if not rows:
+        raise CourseError("rows is empty: nothing to choose from")
+    passing = [r for r in rows if all(rubric.check(r, rows[0]).values())]
+    return min(passing, key=lambda r: r["file_bytes"])["type"] if passing else None
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -163,8 +172,7 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
     for row in rows:
         row["criteria"] = rubric.check(row, ref)
         row["passes"] = all(row["criteria"].values())
-    passing = [r for r in rows if r["passes"]]
-    smallest = min(passing, key=lambda r: r["file_bytes"])["type"] if passing else None
+    smallest = smallest_passing(rows, rubric)
     kind, where = resolve_model(model)
     card = model_card(model) if kind != "hub" else {}
     return {
