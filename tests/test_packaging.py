@@ -66,7 +66,7 @@ def test_model_data_is_package_data(root):
 def test_lessons_link_to_answer_free_quizzes(root):
     for nb_path in sorted((root / "lessons").glob("*.ipynb")):
         text = nb_path.read_text()
-        link = f"../quizzes/student/{nb_path.stem}.ipynb"
+        link = f"../quizzes/student/{nb_path.stem}/{nb_path.stem}.ipynb"
         assert link in text, f"{nb_path.name} must link to its quiz's student copy {link}"
-        assert (root / "quizzes" / "student" / f"{nb_path.stem}.ipynb").is_file()
+        assert (root / "quizzes" / "student" / nb_path.stem / f"{nb_path.stem}.ipynb").is_file()
         assert "quizzes/source/" not in text, f"{nb_path.name} links to an instructor version (with solutions)"

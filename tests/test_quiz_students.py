@@ -22,8 +22,8 @@ def fresh(tmp_path_factory):
 
 @pytest.mark.parametrize("quiz", QUIZZES)
 def test_student_copy_is_current_and_answer_free(quiz, fresh):
-    committed = grading.course_root() / "student" / f"{quiz}.ipynb"
+    committed = grading.course_root() / "student" / quiz / f"{quiz}.ipynb"
     assert committed.is_file(), f"{committed} is missing: run `make quiz-keys`"
-    assert _sources(committed) == _sources(fresh / f"{quiz}.ipynb"), "student copy is stale: run `make quiz-keys`"
+    assert _sources(committed) == _sources(fresh / quiz / f"{quiz}.ipynb"), "student copy is stale: run `make quiz-keys`"
     text = committed.read_text()
     assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text

@@ -92,7 +92,10 @@ def release(quiz: str = "all", root: str | os.PathLike | None = None) -> list[Pa
 
 def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
                    out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Write answer-free student versions to ``<root>/student/<quiz>.ipynb`` (committed to git).
+    """Write answer-free student versions to ``<root>/student/<quiz>/<quiz>.ipynb`` (committed to git).
+
+    The folder depth matches ``source/`` and ``release/``, so a quiz's relative link to its
+    lesson works from every copy.
 
     They are nbgrader's release output, generated in a temporary copy of the course root
     (so the real gradebook is untouched). Lessons link to them, so a self-learner on Colab
@@ -110,7 +113,8 @@ def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
         shutil.copytree(root, work, ignore=shutil.ignore_patterns("release", "submitted", "autograded", "feedback",
                                                                   "student", "gradebook.db", "*.csv"))
         for released in release(quiz, work):
-            target = out_dir / released.name
+            target = out_dir / released.parent.name / released.name
+            target.parent.mkdir(exist_ok=True)
             partial = target.with_name(f".{target.name}.partial")
             shutil.copyfile(released, partial)
             os.replace(partial, target)
@@ -314,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="nbgrader generate_assignment: solutions and hidden tests removed.")
     r.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
     s = sub.add_parser("students", parents=[common], help="write answer-free copies to quizzes/student/ (committed)",
-                       description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>.ipynb.")
+                       description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
     s.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
     c = sub.add_parser("collect", parents=[common], help="copy one student's notebook into quizzes/submitted/",
                        description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb; never overwrites.")

@@ -1,0 +1,129 @@
+"""Figures for lessons 04-05 (sensitivity, OBD/OBS, Hutchinson). Thin: arrays in, a Figure out.
+
+Nothing here computes a result or changes matplotlib's global settings.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .plotting import _figure
+
+__all__ = ["proxy_scatter", "running_mean_plot", "taylor_plot", "layer_bars", "labelled_loglog"]
+
+
+def proxy_scatter(scores: Mapping[str, Sequence[float]], truth: Sequence[float], truth_label: str,
+                  notes: Mapping[str, str] | None = None, title: str = "", log: bool = True):
+    """One panel per proxy: predicted score (x) against the measured truth (y) per channel group.
+
+    ``notes`` adds a line under each panel's title (e.g. the rank correlations).
+    Non-positive values are dropped from log axes (and counted in the panel title).
+    """
+    n = len(scores)
+    fig = _figure((3.2 * n, 3.2))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    truth = np.asarray(truth, dtype=float)
+    for ax, (name, x) in zip(axes, scores.items()):
+        x = np.asarray(x, dtype=float)
+        keep = (x > 0) & (truth > 0) if log else np.ones_like(x, dtype=bool)
+        ax.scatter(x[keep], truth[keep], s=12, alpha=0.7)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        dropped = f" ({(~keep).sum()} <= 0 not shown)" if (~keep).any() else ""
+        ax.set_title(name + dropped + (f"\n{notes[name]}" if notes and name in notes else ""), fontsize=9)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(truth_label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def running_mean_plot(estimates: Mapping[str, Sequence[float]], reference: Mapping[str, float] | None = None,
+                      xlabel: str = "number of probes", ylabel: str = "estimate", title: str = ""):
+    """Running mean ``cumsum(e) / k`` of per-probe estimates, one curve per name.
+
+    ``reference`` draws a dashed horizontal line per name (e.g. an exact trace).
+    """
+    fig = _figure((6, 3.6))
+    ax = fig.add_subplot()
+    for i, (name, e) in enumerate(estimates.items()):
+        e = np.asarray(e, dtype=float)
+        k = np.arange(1, e.size + 1)
+        ax.plot(k, np.cumsum(e) / k, color=f"C{i}", label=name)
+        if reference and name in reference:
+            ax.axhline(reference[name], color=f"C{i}", ls="--", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def taylor_plot(eps: Sequence[float], measured: Sequence[float], predictions: Mapping[str, Sequence[float]],
+                title: str = "", ylabel: str = "loss change"):
+    """Measured loss change against step size, with the Taylor predictions; symlog y axis."""
+    fig = _figure((6, 3.6))
+    ax = fig.add_subplot()
+    ax.plot(eps, measured, "ko", label="measured")
+    for i, (name, y) in enumerate(predictions.items()):
+        ax.plot(eps, y, color=f"C{i}", label=name)
+    ax.set_xscale("log")
+    values = np.concatenate([np.ravel(measured)] + [np.ravel(y) for y in predictions.values()])
+    if np.all(values > 0):
+        ax.set_yscale("log")
+    else:  # sign changes: linear near zero, logarithmic beyond the smallest non-zero magnitude
+        nonzero = np.abs(values[values != 0])
+        ax.set_yscale("symlog", linthresh=float(nonzero.min()) if nonzero.size else 1e-9)
+    ax.set_xlabel("step size ε (perturbation ε·d)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def layer_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str, title: str = "",
+               log: bool = True):
+    """Grouped bars: one group per layer, one bar per series (e.g. measured vs predicted)."""
+    fig = _figure((min(14.0, max(6.0, 0.3 * len(labels) * len(series) + 2)), 3.8))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(labels))
+    for i, (name, v) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, v, width, label=name, color=f"C{i}")
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def labelled_loglog(x: Sequence[float], y: Sequence[float], labels: Sequence[str], xlabel: str, ylabel: str,
+                    title: str = "", n_labels: int = 6):
+    """Log-log scatter of ``|x|`` against ``|y|``, naming the ``n_labels`` points with the largest ``|x| * |y|``."""
+    x, y = np.abs(np.asarray(x, dtype=float)), np.abs(np.asarray(y, dtype=float))
+    fig = _figure((6, 4))
+    ax = fig.add_subplot()
+    keep = (x > 0) & (y > 0)
+    ax.scatter(x[keep], y[keep], s=14, color="#4c72b0")
+    for i in np.argsort(x * y)[::-1][:n_labels]:
+        if keep[i]:
+            ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
