@@ -73,8 +73,9 @@ def bench_scorecard() -> dict:
 def bench_sensitivity() -> dict:
     from courseutils import sensitivity
 
-    _, seconds = timed(sensitivity.benchmark_proxies)
-    return {"all_three_proxies_all_layers_s": round(seconds, 1)}
+    r = sensitivity.benchmark_proxies()
+    return {"all_three_proxies_all_layers_s": round(r["seconds"], 1), "layers": r["n_layers"],
+            "calibration_tokens": r["n_tokens"], "device": r["device"]}
 
 
 def bench_grading() -> dict:

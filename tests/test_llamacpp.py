@@ -36,6 +36,19 @@ def test_imatrix_quantization(tinycode, f16_gguf, tmp_path):
     model, _ = tinycode
     assert imatrix["blk.0.ffn_down.weight"].shape == (model.config.intermediate_size,)
     assert imatrix["blk.0.attn_q.weight"].shape == (model.config.hidden_size,)
+    # q, k and v read the same normalized input, so their E[x_j^2] must coincide
+    assert np.array_equal(imatrix["blk.0.attn_q.weight"], imatrix["blk.0.attn_v.weight"])
+    # oracle: E[x_j^2] of the first block's attention input, computed directly
+    import torch
+    from courseutils.corpus import corpus_text
+    from courseutils.metrics import make_chunks
+    from courseutils.train import encode
+    _, tok = tinycode
+    chunks = make_chunks(encode(tok, corpus_text("calibration")), 256, tok.bos_token_id, 2)
+    with torch.no_grad():
+        h = model.model.embed_tokens(torch.as_tensor(chunks))
+        x = model.model.layers[0].input_layernorm(h).reshape(-1, h.shape[-1])
+    assert np.allclose(imatrix["blk.0.attn_q.weight"], (x * x).mean(0).numpy(), rtol=1e-5)
     out = quantize(f16_gguf, tmp_path / "iq2.gguf", "IQ2_XS", imatrix=imatrix)
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(out)).tensors}
     assert types["blk.0.ffn_up.weight"] == "IQ2_XS"

@@ -34,6 +34,7 @@ def compute_imatrix(model="tinycode", text: str | None = None, n_ctx: int = 256,
 
     from .corpus import corpus_text
     from .gguf_export import gguf_tensor_name
+    from .hooks import LinearHooks, linear_layers, model_device
     from .metrics import make_chunks
     from .model import load_model
     from .train import encode
@@ -45,24 +46,16 @@ def compute_imatrix(model="tinycode", text: str | None = None, n_ctx: int = 256,
     chunks = make_chunks(encode(tokenizer, text), n_ctx, tokenizer.bos_token_id, n_chunks)
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
-    handles = []
 
-    def hook_for(name):
-        def hook(module, inputs):
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()  # (tokens, in)
-            sums[name] = sums.get(name, 0) + (x * x).sum(0)
-            counts[name] = counts.get(name, 0) + x.shape[0]
-        return hook
+    def accumulate(name, X):  # X: (tokens, in)
+        sums[name] = sums.get(name, 0) + (X * X).sum(0)
+        counts[name] = counts.get(name, 0) + X.shape[0]
 
-    for name, module in hf.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.startswith("model.layers."):
-            handles.append(module.register_forward_pre_hook(hook_for(gguf_tensor_name(name + ".weight"))))
-    device_ = next(hf.parameters()).device
-    try:
-        with torch.no_grad():
-            for chunk in tqdm(chunks, desc="imatrix", disable=not progress):
-                hf(input_ids=torch.as_tensor(chunk[None], device=device_))
-    finally:
-        for h in handles:
-            h.remove()
-    return {name: (sums[name] / counts[name]).cpu().numpy().astype(np.float32) for name in sums}
+    names = [n for n, _ in linear_layers(hf, include=["model.layers."])]
+    device_ = model_device(hf)
+    with LinearHooks(hf, names, on_forward=accumulate), torch.no_grad():
+        for chunk in tqdm(chunks, desc="imatrix", disable=not progress):
+            hf(input_ids=torch.as_tensor(chunk[None], device=device_))
+    # keys: llama.cpp's tensor names (model.layers.0.mlp.up_proj -> blk.0.ffn_up.weight)
+    return {gguf_tensor_name(name + ".weight"): (sums[name] / counts[name]).cpu().numpy().astype(np.float32)
+            for name in sums}
