@@ -196,10 +196,13 @@ class LlamaCpp:
         n_ctx: context size (the longest token sequence :meth:`logits` accepts).
         device: ``auto``/``cpu``/``cuda``; on ``cuda`` all layers are offloaded when the
             llama-cpp-python build supports it.
+        flash_attn: fused attention kernel. On by default because llama.cpp's own tools
+            (``llama-perplexity``) turn it on by default; the two kernels round differently,
+            so perplexities differ in the 4th or 5th digit with it off.
     """
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 512, device: str | None = None,
-                 n_threads: int | None = None, seed: int = 0):
+                 n_threads: int | None = None, seed: int = 0, flash_attn: bool = True):
         from llama_cpp import Llama
 
         from .metrics import MAX_CTX
@@ -212,7 +215,7 @@ class LlamaCpp:
         with quiet_stderr():
             self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
                              n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads, seed=seed,
-                             use_mmap=False, verbose=False)
+                             use_mmap=False, flash_attn=flash_attn, verbose=False)
         self.bos_id = int(self.llm.token_bos())
         self.eos_id = int(self.llm.token_eos())
         self.n_vocab = int(self.llm.n_vocab())
@@ -256,7 +259,8 @@ class LlamaCpp:
         return {"weights": weights, "kv_cache": kv, "total": weights + kv}
 
     def close(self) -> None:
-        self.llm.close()
+        with quiet_stderr():
+            self.llm.close()
 
     def __enter__(self):
         return self
