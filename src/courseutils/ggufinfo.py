@@ -17,6 +17,7 @@ shapes of a real model to predict its size without downloading it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import numpy as np
 from .errors import CourseError, GGUFError
 
 __all__ = [
+    "check_gguf",
     "TensorInfo",
     "GGUFInfo",
     "read_gguf",
@@ -123,29 +125,44 @@ class GGUFInfo:
         return out
 
 
-def _reader(path: str | os.PathLike, param: str = "path"):
-    import gguf
-
+def check_gguf(path: str | os.PathLike, param: str = "path") -> Path:
+    """Raise :class:`GGUFError` unless ``path`` is a complete, readable GGUF file."""
     p = Path(path)
     if not p.is_file():
         raise GGUFError(f"{param}={str(p)!r}: no such file")
-    size = p.stat().st_size
-    if size == 0:
+    st = p.stat()
+    if st.st_size == 0:
         raise GGUFError(f"{param}={str(p)!r} is empty (0 bytes); expected a GGUF file")
     with open(p, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise GGUFError(f"{param}={str(p)!r} is not a GGUF file: it starts with {magic!r}, expected b'GGUF'")
+        raise GGUFError(f"{param}={str(p)!r} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+    problem = _gguf_problem(str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if problem:
+        raise GGUFError(f"{param}={str(p)!r} {problem}")
+    return p
+
+
+@functools.lru_cache(maxsize=256)
+def _gguf_problem(path: str, size: int, mtime_ns: int) -> str | None:
+    """Parse the whole file once per (path, size, mtime): what is wrong with it, or None."""
+    import gguf
+
     try:
-        reader = gguf.GGUFReader(str(p))
-    except Exception as exc:  # gguf-py raises ValueError / IndexError / struct errors on damage
-        raise GGUFError(f"{param}={str(p)!r} is truncated or corrupt: gguf-py failed with "
-                        f"{type(exc).__name__}: {exc}") from exc
-    end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=reader.data_offset)
+        reader = gguf.GGUFReader(path)
+        end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
+    except Exception as exc:  # gguf-py raises ValueError/IndexError/struct errors on damage
+        return f"is truncated or corrupt ({type(exc).__name__}: {exc})"
     if end > size:
-        raise GGUFError(f"{param}={str(p)!r} is truncated: its tensor data ends at byte {end}, "
-                        f"but the file has {size} bytes")
-    return reader, size
+        return f"is truncated: tensor data ends at byte {end} but the file has {size}"
+    return None
+
+
+def _reader(path: str | os.PathLike, param: str = "path"):
+    import gguf
+
+    p = check_gguf(path, param)
+    return gguf.GGUFReader(str(p)), p.stat().st_size
 
 
 def read_gguf(path: str | os.PathLike) -> GGUFInfo:

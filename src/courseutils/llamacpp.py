@@ -3,7 +3,7 @@
 - :func:`quant_types` lists the file types ``llama-quantize`` offers; :func:`quantize`
   calls ``llama_model_quantize`` itself, optionally with an importance matrix passed as
   ``llama_model_imatrix_data`` structs (what ``llama-quantize --imatrix`` builds).
-- :func:`check_gguf` refuses missing, empty, truncated or non-GGUF files before llama.cpp
+- :func:`check_gguf` (from :mod:`courseutils.ggufinfo`) refuses missing, empty, truncated or non-GGUF files before llama.cpp
   sees them (llama.cpp may abort the whole process on a corrupt file).
 - :class:`LlamaCpp` wraps ``llama_cpp.Llama`` with the three things lessons need: tokens,
   per-position logits, greedy generation. GPU layers are offloaded when the wheel was
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import hashlib
 import logging
 import os
@@ -25,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import atomic_path, cache_dir, get_device
-from .errors import CourseError, GGUFError, QuantTypeError
+from .errors import CourseError, QuantTypeError
+from .ggufinfo import check_gguf
 
 # llama.cpp's OpenMP threads otherwise spin while waiting for work; on a busy 2-core laptop
 # that made evaluation 4-25x slower (measured). Must be set before llama_cpp is loaded; a
@@ -58,39 +58,6 @@ def _ftype(qtype: str) -> int:
     name = qtype.upper()
     attr = "LLAMA_FTYPE_ALL_F32" if name == "F32" else f"LLAMA_FTYPE_MOSTLY_{name}"
     return int(getattr(llama_cpp, attr))
-
-
-def check_gguf(path: str | os.PathLike, param: str = "path") -> Path:
-    """Raise :class:`GGUFError` unless ``path`` is a complete, readable GGUF file."""
-    p = Path(path)
-    if not p.is_file():
-        raise GGUFError(f"{param}={str(p)!r}: no such file")
-    st = p.stat()
-    if st.st_size == 0:
-        raise GGUFError(f"{param}={str(p)!r} is empty (0 bytes); expected a GGUF file")
-    with open(p, "rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise GGUFError(f"{param}={str(p)!r} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
-    problem = _gguf_problem(str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if problem:
-        raise GGUFError(f"{param}={str(p)!r} {problem}")
-    return p
-
-
-@functools.lru_cache(maxsize=256)
-def _gguf_problem(path: str, size: int, mtime_ns: int) -> str | None:
-    """Parse the whole file once per (path, size, mtime): what is wrong with it, or None."""
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(path)
-        end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
-    except Exception as exc:  # gguf-py raises ValueError/IndexError/struct errors on damage
-        return f"is truncated or corrupt ({type(exc).__name__}: {exc})"
-    if end > size:
-        return f"is truncated: tensor data ends at byte {end} but the file has {size}"
-    return None
 
 
 @contextlib.contextmanager
