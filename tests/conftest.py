@@ -21,6 +21,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
+def tiny_random_llama(n_seq: int, seq_len: int):
+    """A 2-layer float64 Llama with 16 hidden units (exact Hessians are cheap) and random tokens."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                      tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg).to(torch.float64).eval()
+    tokens = torch.randint(0, 64, (n_seq, seq_len), generator=torch.Generator().manual_seed(1))
+    return model, tokens
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

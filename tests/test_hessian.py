@@ -10,21 +10,14 @@ from courseutils.hessian import (HessianAccumulator, dampen, double_backward_att
                                  hessian_inverse, hessian_vector_product, hutchinson_trace, layer_hessians,
                                  model_hutchinson)
 from courseutils.hooks import get_linear, next_token_nll
+from conftest import tiny_random_llama
 
 LAYER = "model.layers.0.self_attn.k_proj"   # 8 x 16 = 128 weights: its exact Hessian is cheap
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg).to(torch.float64).eval()
-    tokens = torch.randint(0, 64, (4, 10), generator=torch.Generator().manual_seed(1))
-    return model, tokens
+    return tiny_random_llama(n_seq=4, seq_len=10)
 
 
 def test_accumulator_equals_dense_2XtX_over_N():

@@ -9,21 +9,14 @@ from courseutils.errors import CourseError, ModelError
 from courseutils.hooks import LinearHooks, SuffixEvaluator, eval_loss_kld, get_linear, linear_layers, next_token_nll, swap_weight
 from courseutils.sensitivity import (collect_sensitivity, group_scores, group_truth, layer_noise_sensitivity,
                                      noise_perturbation, rank_correlation, rtn_perturbation)
+from conftest import tiny_random_llama
 
 LAYER = "model.layers.1.mlp.down_proj"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg).to(torch.float64).eval()
-    tokens = torch.randint(0, 64, (6, 12), generator=torch.Generator().manual_seed(1))
-    return model, tokens
+    return tiny_random_llama(n_seq=6, seq_len=12)
 
 
 def dense_XG(model, tokens, layer):

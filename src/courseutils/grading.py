@@ -174,36 +174,27 @@ def _released(quiz: str, root: Path) -> bool:
     return True
 
 
-def scores(quiz: str, root: str | os.PathLike | None = None) -> dict[str, tuple[float, float]]:
-    """``{student: (score, max_score)}`` of ``quiz`` from the gradebook."""
+def _per_submission(quiz: str, root: str | os.PathLike | None, read) -> dict:
+    """``{student: read(submission)}`` for every submission of ``quiz`` in the gradebook."""
     from nbgrader.api import MissingEntry
 
-    root = course_root(root)
-    out: dict[str, tuple[float, float]] = {}
-    with _gradebook(root) as gb:
+    with _gradebook(course_root(root)) as gb:
         try:
             assignment = gb.find_assignment(quiz)
         except MissingEntry:
-            return out
-        for sub in assignment.submissions:
-            out[sub.student.id] = (float(sub.score), float(sub.max_score))
-    return out
+            return {}
+        return {sub.student.id: read(sub) for sub in assignment.submissions}
+
+
+def scores(quiz: str, root: str | os.PathLike | None = None) -> dict[str, tuple[float, float]]:
+    """``{student: (score, max_score)}`` of ``quiz`` from the gradebook."""
+    return _per_submission(quiz, root, lambda sub: (float(sub.score), float(sub.max_score)))
 
 
 def question_scores(quiz: str, root: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
     """``{student: {grade_id: score}}`` of ``quiz``'s graded test cells, from the gradebook."""
-    from nbgrader.api import MissingEntry
-
-    root = course_root(root)
-    out: dict[str, dict[str, float]] = {}
-    with _gradebook(root) as gb:
-        try:
-            assignment = gb.find_assignment(quiz)
-        except MissingEntry:
-            return out
-        for sub in assignment.submissions:
-            out[sub.student.id] = {g.name: float(g.score) for nb in sub.notebooks for g in nb.grades}
-    return out
+    return _per_submission(quiz, root, lambda sub: {g.name: float(g.score) for nb in sub.notebooks
+                                                    for g in nb.grades})
 
 
 def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*",
