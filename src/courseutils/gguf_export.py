@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import atomic_path, cache_dir
 from .errors import CourseError, ModelError
-from .model import resolve_model
+from .model import local_model_dir
 
 __all__ = ["export_gguf", "permute_qk", "gguf_tensor_name", "EXPORT_DTYPES"]
 
@@ -121,10 +121,12 @@ def _tokenizer_fields(model_dir: Path, vocab_size: int, pre: str) -> dict:
             "bos": special_id("bos_token"), "eos": special_id("eos_token"), "pad": special_id("pad_token")}
 
 
-def _guess_pre(kind: str, where: str) -> str:
-    if kind == "tinycode":
+def _guess_pre(model: str) -> str:
+    """llama.cpp's pre-tokenizer name guessed from the model reference as given (hub id or
+    directory); plain GPT-2 otherwise, which is what tinycode uses."""
+    if model == "tinycode":
         return "gpt-2"
-    lower = where.lower()
+    lower = model.lower()
     return next((pre for key, pre in _PRE_BY_NAME if key in lower), "gpt-2")
 
 
@@ -141,11 +143,7 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
     """
     if dtype not in EXPORT_DTYPES:
         raise CourseError(f"dtype={dtype!r} is not one of {EXPORT_DTYPES}")
-    kind, where = resolve_model(model)
-    if kind == "hub":
-        from huggingface_hub import snapshot_download
-        where = snapshot_download(where)
-    label = "tinycode" if kind == "tinycode" else Path(where).name
+    label, where = local_model_dir(model)
     if out is None:
         out = cache_dir() / f"{label}-{dtype}.gguf"
     final, tmp = atomic_path(out)
@@ -163,7 +161,7 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    tok = _tokenizer_fields(Path(where), config.vocab_size, pre or _guess_pre(kind, str(where)))
+    tok = _tokenizer_fields(Path(where), config.vocab_size, pre or _guess_pre(str(model)))
     np_dtype = np.float16 if dtype == "F16" else np.float32
 
     writer = gguf.GGUFWriter(str(tmp), "llama")

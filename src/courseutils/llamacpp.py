@@ -172,10 +172,9 @@ class LlamaCpp:
                  n_threads: int | None = None, seed: int = 0, flash_attn: bool = True):
         from llama_cpp import Llama
 
-        from .metrics import MAX_CTX
+        from .metrics import check_n_ctx
 
-        if not isinstance(n_ctx, int) or not 8 <= n_ctx <= MAX_CTX:
-            raise CourseError(f"n_ctx={n_ctx!r} is out of range; allowed: an integer from 8 to {MAX_CTX}")
+        n_ctx = check_n_ctx(n_ctx)
         self.path = check_gguf(path)
         self.n_ctx = n_ctx
         self.on_gpu = get_device(device) == "cuda" and gpu_offload_supported()
@@ -258,18 +257,14 @@ def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, 
     imatrix's), so retraining or changing the imatrix never reuses a stale file.
     """
     from .gguf_export import export_gguf
-    from .model import resolve_model
+    from .model import local_model_dir
 
-    kind, where = resolve_model(model)
     qtype = qtype.upper() if isinstance(qtype, str) else qtype
     _ftype(qtype)
-    if kind == "hub":
-        from huggingface_hub import snapshot_download
-        where = snapshot_download(where)
-    label = "tinycode" if kind == "tinycode" else Path(where).name
+    label, where = local_model_dir(model)
     stem = f"{label}-{model_fingerprint(where)}"
     base_type = "F32" if qtype == "F32" else "F16"
-    base = export_gguf(where, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type)
+    base = export_gguf(model, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type)
     if qtype == base_type:
         return base
     suffix = ""

@@ -21,10 +21,17 @@ import numpy as np
 
 from .errors import CourseError, EvalTextError
 
-__all__ = ["make_chunks", "scored_slice", "log_softmax", "token_nll", "perplexity", "kl_divergence",
+__all__ = ["check_n_ctx", "make_chunks", "scored_slice", "log_softmax", "token_nll", "perplexity", "kl_divergence",
            "top1_agreement", "MAX_CTX"]
 
 MAX_CTX = 1 << 16
+
+
+def check_n_ctx(n_ctx) -> int:
+    """Return ``n_ctx`` as an int, or raise naming the allowed range (8 … ``MAX_CTX``)."""
+    if not isinstance(n_ctx, (int, np.integer)) or not 8 <= n_ctx <= MAX_CTX:
+        raise CourseError(f"n_ctx={n_ctx!r} is out of range; allowed: an integer from 8 to {MAX_CTX}")
+    return int(n_ctx)
 
 
 def make_chunks(tokens, n_ctx: int, bos_id: int, n_chunks: int | None = None) -> np.ndarray:
@@ -32,8 +39,7 @@ def make_chunks(tokens, n_ctx: int, bos_id: int, n_chunks: int | None = None) ->
 
     Returns an int array of shape ``(n_chunk, n_ctx)``.
     """
-    if not isinstance(n_ctx, (int, np.integer)) or not 8 <= n_ctx <= MAX_CTX:
-        raise CourseError(f"n_ctx={n_ctx!r} is out of range; allowed: an integer from 8 to {MAX_CTX}")
+    n_ctx = check_n_ctx(n_ctx)
     tokens = np.asarray(tokens, dtype=np.int64)
     if tokens.size == 0:
         raise EvalTextError("text is empty: nothing to evaluate")

@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import default_model, get_device, tinycode_dir
 from .errors import ModelError
 
-__all__ = ["TinycodeConfig", "load_model", "load_tokenizer", "resolve_model", "model_card", "llama_config"]
+__all__ = ["TinycodeConfig", "load_model", "load_tokenizer", "resolve_model", "local_model_dir", "model_card", "llama_config"]
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -67,6 +67,16 @@ def resolve_model(name: str | os.PathLike | None = None) -> tuple[str, str]:
         return "hub", name
     raise ModelError(f"model={name!r}: no such directory, and not a hub id of the form 'owner/name'; "
                      "expected 'tinycode', a local directory or a hub id")
+
+
+def local_model_dir(name: str | os.PathLike | None = None) -> tuple[str, str]:
+    """``(label, local directory)`` of a model reference; a hub id is fetched (or found in
+    the hub cache) with ``snapshot_download``. The label names cached artifacts."""
+    kind, where = resolve_model(name)
+    if kind == "hub":
+        from huggingface_hub import snapshot_download
+        where = snapshot_download(where)
+    return ("tinycode" if kind == "tinycode" else Path(where).name), where
 
 
 def _check_llama(config, name: str) -> None:

@@ -79,12 +79,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def gguf_bpw(path: str | os.PathLike) -> float:
     """Bits per weight of a GGUF: tensor bytes × 8 / number of weights (metadata excluded)."""
-    import gguf
+    from .ggufinfo import read_gguf
 
-    reader = gguf.GGUFReader(str(path))
-    n_bytes = sum(int(t.n_bytes) for t in reader.tensors)
-    n_elements = sum(int(t.n_elements) for t in reader.tensors)
-    return 8.0 * n_bytes / n_elements
+    return read_gguf(path).bpw
 
 
 def _versions() -> dict:
