@@ -40,7 +40,7 @@ test: $(STAMP)  ## run every check: layout, unit tests, quiz pipeline, lessons u
 demo: $(STAMP)  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
 
-model: $(STAMP)  ## retrain tinycode from the standard library (~40 min; one thread, as the shipped model was)
+model: $(STAMP)  ## retrain tinycode from the standard library (~80 min; one thread, as the shipped model was)
 	OMP_NUM_THREADS=1 $(PY) -m courseutils.train --threads 1
 
 bench: $(STAMP)  ## write benchmarks/results.md and .json

@@ -102,20 +102,18 @@ def test_get_gguf_is_cached(f16_gguf):
 
 
 def test_quantization_visibly_matters(f16_gguf, val_text):
-    """KLD rises and top-1 agreement falls strictly down the ladder; Q8_0 stays within 0.5 % of
-    F16 perplexity; Q2_K is the worst of the ladder. (Issue 3 also asks Q2_K >= 5 % above F16:
-    the shipped 1200-step tinycode reaches about +2.8 % (600 steps: +1.4 %), see the project notes.)"""
+    """Issue 3's bar on the shipped tinycode: KLD rises and top-1 agreement falls strictly down the
+    ladder, Q8_0 stays within 0.5 % of F16 perplexity and Q2_K is at least 5 % above it."""
     text = val_text[:400_000]
     results = {t: perplexity_gguf(get_gguf("tinycode", t), text, n_ctx=256, base=f16_gguf, n_chunks=24)
                for t in LADDER}
     kld = [results[t]["kld"] for t in LADDER]
     top1 = [results[t]["top1_agreement"] for t in LADDER]
-    ppl = {t: results[t]["ppl"] for t in LADDER}
-    base_ppl = results["Q8_0"]["base_ppl"]
+    change = {t: results[t]["ppl"] / results[t]["base_ppl"] - 1 for t in LADDER}
     assert all(a < b for a, b in zip(kld, kld[1:])), dict(zip(LADDER, kld))
     assert all(a > b for a, b in zip(top1, top1[1:])), dict(zip(LADDER, top1))
-    assert abs(ppl["Q8_0"] / base_ppl - 1) < 0.005
-    assert ppl["Q2_K"] == max(ppl.values()) and ppl["Q2_K"] > base_ppl, (base_ppl, ppl)
+    assert abs(change["Q8_0"]) < 0.005, change
+    assert change["Q2_K"] >= 0.05, change
 
 
 @pytest.mark.parametrize("qtype", sorted(IMATRIX_REQUIRED) + ["Q2_K", "Q3_K_S", "IQ3_S", "IQ3_M", "IQ4_XS", "IQ4_NL"])

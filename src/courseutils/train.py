@@ -34,7 +34,7 @@ __all__ = ["TrainConfig", "train_tinycode", "hf_chunk_logits", "hf_perplexity", 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1200            # optimizer steps (about 4.9M tokens, ~1.8 epochs of the corpus)
+    steps: int = 3000            # optimizer steps (about 12.3M tokens, ~4.6 epochs of the corpus)
     batch_size: int = 16         # sequences per step
     seq_len: int = 256           # tokens per sequence
     lr: float = 3e-3             # peak learning rate (small models tolerate a high one)
