@@ -97,7 +97,7 @@ def _versions() -> dict:
 
 
 def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric = Rubric(), text: str | None = None,
-                  n_ctx: int = 256, n_chunks: int = 12, n_prompts: int = 12, max_tokens: int = 48,
+                  n_ctx: int = 256, n_chunks: int = 12, n_prompts: int = 48, max_tokens: int = 48,
                   device: str | None = None, progress: bool = True) -> dict:
     """Score ``model`` at each of ``types`` (the first one is the reference).
 
