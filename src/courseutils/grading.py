@@ -299,33 +299,30 @@ def time_autograde(quiz: str = "00_setup_and_tour", root: str | os.PathLike | No
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default=None, help="course root holding nbgrader_config.py (default: the repository's quizzes/)")
+    any_quiz = argparse.ArgumentParser(add_help=False)
+    any_quiz.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
+    any_student = argparse.ArgumentParser(add_help=False)
+    any_student.add_argument("--student", default="*", help="one student id (default: all)")
     p = argparse.ArgumentParser(prog="python -m courseutils.grading", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    k = sub.add_parser("keys", parents=[common], help="regenerate the instant-feedback keys (make quiz-keys)",
+    k = sub.add_parser("keys", parents=[common, any_quiz], help="regenerate the instant-feedback keys (make quiz-keys)",
                        description="Execute each instructor notebook and write src/courseutils/data/quiz_keys/<quiz>.json.")
-    k.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
     k.add_argument("--check", action="store_true", help="only report keys that are out of date; exit 1 if any")
-    r = sub.add_parser("release", parents=[common], help="write student versions to quizzes/release/",
-                       description="nbgrader generate_assignment: solutions and hidden tests removed.")
-    r.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
-    s = sub.add_parser("students", parents=[common], help="write answer-free copies to quizzes/student/ (committed)",
-                       description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
-    s.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
+    sub.add_parser("release", parents=[common, any_quiz], help="write student versions to quizzes/release/",
+                   description="nbgrader generate_assignment: solutions and hidden tests removed.")
+    sub.add_parser("students", parents=[common, any_quiz], help="write answer-free copies to quizzes/student/ (committed)",
+                   description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
     c = sub.add_parser("collect", parents=[common], help="copy one student's notebook into quizzes/submitted/",
                        description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb; never overwrites.")
     c.add_argument("--quiz", required=True, help="the quiz NN_slug")
     c.add_argument("--student", required=True, help="student id (letters, digits, _ - .)")
     c.add_argument("notebook", help="the student's .ipynb file")
-    a = sub.add_parser("autograde", parents=[common], help="grade quizzes/submitted/ (runs student code!)",
+    a = sub.add_parser("autograde", parents=[common, any_quiz, any_student], help="grade quizzes/submitted/ (runs student code!)",
                        description="nbgrader autograde in one run per quiz. Runs student code: use a separate account or container.")
-    a.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
-    a.add_argument("--student", default="*", help="one student id (default: all)")
     a.add_argument("--force", action="store_true", help="regrade submissions that were already autograded")
     a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py, 60)")
-    f = sub.add_parser("feedback", parents=[common], help="HTML feedback without hidden tests in quizzes/feedback/",
-                       description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
-    f.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
-    f.add_argument("--student", default="*", help="one student id (default: all)")
+    sub.add_parser("feedback", parents=[common, any_quiz, any_student], help="HTML feedback without hidden tests in quizzes/feedback/",
+                   description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
     g = sub.add_parser("grades", parents=[common], help="export all grades to quizzes/grades.csv",
                        description="nbgrader's CSV export of the gradebook.")
     g.add_argument("--out", default=None, help="CSV path (default: <root>/grades.csv)")
