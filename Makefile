@@ -5,64 +5,84 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# torch first, pinned, so pip does not pull several GB of CUDA packages on a CPU machine.
-# Override for other machines, e.g. TORCH_SPEC="torch" on a CUDA box.
-TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 QUIZ   ?= all
+# Exact versions CI tests; `make constraints` rewrites it from .venv.
+CONSTRAINTS := constraints.txt
+# Which extras to install: the package alone is what Colab needs; lab = JupyterLab,
+# instructor = nbgrader, dev = pytest and nbval.
+EXTRAS ?= lab,instructor,dev
+# PyTorch's wheel index. PyPI's torch for Linux is a CUDA build (several GB), so without an
+# NVIDIA GPU we ask PyTorch's CPU index (about 200 MB). Override: make install TORCH_INDEX=URL
+# (TORCH_INDEX= for PyPI's default), or NVIDIA_GPU=yes / NVIDIA_GPU= to force the detection.
+NVIDIA_GPU  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_INDEX ?= $(if $(NVIDIA_GPU),,https://download.pytorch.org/whl/cpu)
+TORCH_PIP_ARGS = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple,)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lab test demo model bench html release autograde feedback grades quiz-keys clean
+.PHONY: help install llama-cpp constraints lab test test-fast demo model bench html release autograde feedback grades quiz-keys clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS) tools/build_llama_cpp.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	@echo "installing the course (the first time builds llama-cpp-python: about 5 minutes on 2 cores)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@echo "torch from $(or $(TORCH_INDEX),PyPI's default index)$(if $(NVIDIA_GPU), (NVIDIA GPU found),)"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) $(TORCH_PIP_ARGS) torch
+	$(PY) tools/build_llama_cpp.py wheel --python $(PY)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the course into it
+# llama-cpp-python is built for this CPU without AMX (tools/build_llama_cpp.py says why) and
+# cached under a key of its version and flags; this re-checks the key on every run.
+llama-cpp: $(STAMP)
+	@$(PY) tools/build_llama_cpp.py wheel --python $(PY)
 
-lab: $(STAMP)  ## open the course in JupyterLab
+install: $(STAMP) llama-cpp  ## create .venv and install the course into it
+
+constraints: $(STAMP)  ## rewrite constraints.txt from the versions installed in .venv
+	$(PY) tools/freeze_constraints.py
+
+lab: install  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. lessons/00_setup_and_tour.ipynb
 
-test: $(STAMP)  ## run every check: layout, unit tests, quiz pipeline, lessons under nbval
+test: install  ## run every check: layout, unit tests, quiz pipeline, lessons under nbval and from an empty cache
 	@if [ -x ../shared/tools/course-check ]; then ../shared/tools/course-check; fi
 	$(PY) -m pytest tests lessons --nbval-lax -p no:cacheprovider
 
-demo: $(STAMP)  ## print the quantization scorecard of tinycode
+test-fast: install  ## the developer loop: unit tests without those marked slow, no notebooks (under a minute)
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
+
+demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
 
-model: $(STAMP)  ## retrain tinycode from the standard library (~80 min; one thread, as the shipped model was)
+model: install  ## retrain tinycode from the standard library (~80 min; one thread, as the shipped model was)
 	OMP_NUM_THREADS=1 $(PY) -m courseutils.train --threads 1
 
-bench: $(STAMP)  ## write benchmarks/results.md and .json
+bench: install  ## write benchmarks/results.md and .json
 	$(PY) benchmarks/run.py
 
-html: $(STAMP)  ## execute every lesson and render it to build/html
+html: install  ## execute every lesson and render it to build/html
 	$(VENV)/bin/jupyter nbconvert --to html --execute lessons/*.ipynb --output-dir build/html
 
-quiz-keys: $(STAMP)  ## regenerate the instant-feedback keys and the student copies from quizzes/source
+quiz-keys: install  ## regenerate the instant-feedback keys and the student copies from quizzes/source
 	$(PY) -m courseutils.grading keys
 	$(PY) -m courseutils.grading students
 
-release: $(STAMP)  ## generate student versions of the quizzes in quizzes/release
+release: install  ## generate student versions of the quizzes in quizzes/release
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
 
-autograde: $(STAMP)  ## grade everything in quizzes/submitted
+autograde: install  ## grade everything in quizzes/submitted
 	$(PY) -m courseutils.grading autograde --quiz $(QUIZ)
 
-feedback: $(STAMP)  ## HTML feedback (no hidden tests) in quizzes/feedback
+feedback: install  ## HTML feedback (no hidden tests) in quizzes/feedback
 	$(PY) -m courseutils.grading feedback --quiz $(QUIZ)
 
-grades: $(STAMP)  ## export grades to quizzes/grades.csv
+grades: install  ## export grades to quizzes/grades.csv
 	$(PY) -m courseutils.grading grades
 
 clean:  ## remove generated files (keeps .venv and submissions)

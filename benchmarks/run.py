@@ -61,6 +61,42 @@ def bench_pipeline(cache: Path) -> dict:
     return {"export_f16_s": round(export_s, 2), "types": rows}
 
 
+def bench_llama_cpp() -> dict:
+    """How llama-cpp-python was built here, and tokens/s with llama.cpp's extra buffer types on and off.
+
+    Off is the safe mode the course uses on CPUs with AMX (README, Troubleshooting); on is
+    llama.cpp's default, with CPU weight repacking where the build has it.
+    """
+    from courseutils.corpus import corpus_text
+    from courseutils.llamacpp import LlamaCpp, LoadMode, get_gguf, load_mode, system_info
+    from courseutils.metrics import make_chunks
+
+    marker = Path(sys.prefix) / ".llama-cpp-python.json"
+    build = json.loads(marker.read_text()) if marker.is_file() else {"note": "not built by tools/build_llama_cpp.py"}
+    record = Path(build.get("cache", "")) / "build.json"
+    if build.get("cache") and record.is_file():
+        build = json.loads(record.read_text())
+    text = corpus_text("validation")[:60_000]
+    rows = []
+    for qtype in ["F16", "Q8_0", "Q4_0", "Q4_K_M"]:
+        path = get_gguf("tinycode", qtype)
+        row = {"type": qtype}
+        for use in (True, False):
+            with LlamaCpp(path, n_ctx=256, mode=LoadMode(use, "bench")) as llm:
+                chunks = make_chunks(llm.tokenize(text), 256, llm.bos_id, 8)
+                llm.logits(chunks[0])  # warm-up
+                _, eval_s = timed(lambda: [llm.logits(c) for c in chunks])
+                completion, gen_s = timed(llm.generate, "def parse_args(argv):\n", max_tokens=128)
+                n_gen = len(llm.tokenize(completion, add_bos=False))
+            key = "extra_bufts_on" if use else "extra_bufts_off"
+            row[key] = {"prompt_tokens_per_s": round(chunks.size / eval_s),
+                        "generation_tokens_per_s": round(n_gen / gen_s) if n_gen else None}
+        rows.append(row)
+    mode = load_mode()
+    return {"build": build, "system_info": system_info(), "load_mode": mode.name, "load_mode_reason": mode.reason,
+            "types": rows}
+
+
 def bench_scorecard() -> dict:
     from courseutils.scorecard import run_scorecard
 
@@ -98,7 +134,7 @@ def bench_lessons() -> dict:
     return times
 
 
-SECTIONS = {"pipeline": None, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
+SECTIONS = {"llama_cpp": bench_llama_cpp, "pipeline": None, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
             "grading": bench_grading, "lessons": bench_lessons}
 
 
@@ -147,6 +183,19 @@ def render(results: dict) -> str:
                       "| type | MiB | quantize s | prompt tok/s | generation tok/s |", "|---|---|---|---|---|"]
             lines += [f"| {r['type']} | {r['file_mib']} | {r['quantize_s']} | {r['prompt_tokens_per_s']} | "
                       f"{r['generation_tokens_per_s']} |" for r in value["types"]]
+        elif name == "llama_cpp":
+            b = value["build"]
+            lines += [f"Build: llama-cpp-python {b.get('version', '?')}, key {b.get('key', '?')}, "
+                      f"built in {b.get('build_seconds', '?')} s on {b.get('cpus', '?')} CPUs; "
+                      f"enabled: {', '.join(b.get('enabled', [])) or '?'}", "",
+                      f"llama.cpp: {value['system_info']}", "",
+                      f"Load mode here: {value['load_mode']} ({value['load_mode_reason']})", "",
+                      "| type | prompt tok/s, extra bufts on | off | generation tok/s, on | off |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {r['type']} | {r['extra_bufts_on']['prompt_tokens_per_s']} | "
+                      f"{r['extra_bufts_off']['prompt_tokens_per_s']} | "
+                      f"{r['extra_bufts_on']['generation_tokens_per_s']} | "
+                      f"{r['extra_bufts_off']['generation_tokens_per_s']} |" for r in value["types"]]
         elif name == "scorecard":
             lines += [f"Default scorecard: {value['default_scorecard_s']} s; smallest passing: "
                       f"{value['smallest_passing']}", "", "| type | bpw | ppl | KLD | top-1 | format | task | passes |",

@@ -19,7 +19,8 @@ def _pyproject(root):
 
 def test_environment_yml_matches_pyproject(root):
     project = _pyproject(root)["project"]
-    wanted = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    wanted = {r.replace(" ", "") for r in project["dependencies"] + extras}
     text = (root / "environment.yml").read_text()
     pip_section = text[text.index("- pip:"):]
     listed = {m.replace(" ", "") for m in re.findall(r"^\s{6,}- ([A-Za-z][^\n]*)$", pip_section, re.M)}
@@ -28,12 +29,49 @@ def test_environment_yml_matches_pyproject(root):
 
 def test_make_targets_and_ci(root):
     makefile = (root / "Makefile").read_text()
-    for target in ("lab", "test", "demo", "model", "release", "autograde", "feedback", "bench", "html", "clean"):
+    for target in ("lab", "test", "test-fast", "demo", "model", "release", "autograde", "feedback", "bench", "html", "clean"):
         assert re.search(rf"^{target}:", makefile, re.M), f"make {target} is missing"
-    assert "torch==" in makefile  # the CPU wheel first, so pip does not pull CUDA packages
     ci = (root / ".ci" / "run").read_text()
     readme = (root / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make lab" in readme
+
+
+def _dry_run_install(root, **variables) -> str:
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    args = ["make", "-n", "-B", "install"] + [f"{k}={v}" for k, v in variables.items()]
+    proc = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _torch_line(dry_run: str) -> str:
+    return next(line for line in dry_run.splitlines() if "pip install" in line and line.rstrip().endswith(" torch"))
+
+
+def test_torch_comes_from_the_cpu_index_without_a_gpu(root):
+    line = _torch_line(_dry_run_install(root, NVIDIA_GPU=""))
+    assert "--index-url https://download.pytorch.org/whl/cpu" in line and "-c constraints.txt" in line
+
+
+def test_torch_comes_from_pypi_with_a_gpu_or_when_asked(root):
+    assert "--index-url" not in _torch_line(_dry_run_install(root, NVIDIA_GPU="yes"))
+    assert "--index-url" not in _torch_line(_dry_run_install(root, NVIDIA_GPU="", TORCH_INDEX=""))
+
+
+def test_install_uses_the_constraints_and_the_safe_llama_cpp_build(root):
+    dry_run = _dry_run_install(root)
+    lines = dry_run.splitlines()
+    llama = next(i for i, line in enumerate(lines) if "tools/build_llama_cpp.py wheel" in line)
+    course = next(i for i, line in enumerate(lines) if "pip install" in line and "-e " in line)
+    assert llama < course, "llama-cpp-python must be installed before the course, or pip builds it natively"
+    assert "-c constraints.txt" in lines[course] and "lab,instructor,dev" in lines[course]
+    pins = (root / "constraints.txt").read_text()
+    assert re.search(r"^llama[-_]cpp[-_]python==[\d.]+$", pins, re.M | re.I)
+    assert re.search(r"^torch==[\d.]+$", pins, re.M), "torch pinned without a +cpu/+cu label"
 
 
 def test_lesson_outputs_are_stripped(root):

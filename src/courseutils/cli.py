@@ -19,7 +19,7 @@ def _info(args) -> dict:
     import platform
 
     from .config import cache_dir, default_model, get_device
-    from .llamacpp import gpu_offload_supported
+    from .llamacpp import gpu_offload_supported, load_mode, system_info
     from .model import model_card
     from .scorecard import _versions
 
@@ -27,6 +27,9 @@ def _info(args) -> dict:
     info = {"versions": _versions(), "device": get_device(), "llama_cpp_backend":
             "CUDA" if gpu_offload_supported() else "CPU", "default_model": default_model(),
             "cache": str(cache_dir()), "machine": platform.machine()}
+    mode = load_mode()
+    info["llama_cpp_load_mode"] = {"use_extra_bufts": mode.use_extra_bufts, "mode": mode.name, "reason": mode.reason}
+    info["llama_cpp_system_info"] = system_info()
     info["tinycode"] = {k: card.get(k) for k in ("parameters", "validation_perplexity", "tokens_seen",
                                                   "train_seconds", "date")}
     info["tinycode"]["corpus_sha256"] = card.get("corpus", {}).get("sha256")
@@ -38,6 +41,8 @@ def _info(args) -> dict:
               f"llama-cpp-python {v['llama-cpp-python']} | gguf {v['gguf']}")
         print(f"torch device: {info['device']} | llama.cpp backend: {info['llama_cpp_backend']} | "
               f"default model: {info['default_model']} | cache: {info['cache']}")
+        print(f"llama.cpp load mode: {mode.name}; {mode.reason}")
+        print(f"llama.cpp system info: {info['llama_cpp_system_info']}")
         t = info["tinycode"]
         print(f"tinycode: {t['parameters']:,} parameters, validation perplexity {t['validation_perplexity']}, "
               f"{t['tokens_seen']:,} tokens seen, trained {t['date']}, corpus {str(t['corpus_sha256'])[:12]}")

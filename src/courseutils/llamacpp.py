@@ -7,7 +7,8 @@
   sees them (llama.cpp may abort the whole process on a corrupt file).
 - :class:`LlamaCpp` wraps ``llama_cpp.Llama`` with the three things lessons need: tokens,
   per-position logits, greedy generation. GPU layers are offloaded when the wheel was
-  built with CUDA and ``COURSE_DEVICE`` allows it.
+  built with CUDA and ``COURSE_DEVICE`` allows it. It is the one place that loads a model,
+  so :func:`load_mode` (which llama.cpp buffer types are safe on this CPU) applies to all.
 - :func:`get_gguf` returns a cached GGUF of a model at a type, exporting and quantizing
   on first use (the cache key includes a fingerprint of the weights).
 """
@@ -18,7 +19,10 @@ import ctypes
 import hashlib
 import logging
 import os
+import re
 import struct
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +37,8 @@ from .ggufinfo import check_gguf
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["quant_types", "IMATRIX_REQUIRED", "quantize", "check_gguf", "LlamaCpp", "get_gguf",
-           "gpu_offload_supported", "model_fingerprint", "quiet_stderr"]
+           "gpu_offload_supported", "model_fingerprint", "quiet_stderr", "LoadMode", "decide_load_mode",
+           "load_mode", "cpu_flags", "system_info"]
 
 # File types of llama-quantize, in its order, minus experimental ones. F32/F16/BF16 are
 # "quantizations" too: llama-quantize can convert to them.
@@ -155,6 +160,116 @@ def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
+# --- how llama.cpp loads a model on this CPU ---------------------------------------------
+# llama.cpp can move quantized weights into "extra buffer types" at load time: repacked
+# layouts for faster CPU kernels and, on CPUs with AMX, AMX tile buffers. The AMX path
+# segfaults on the first matrix product of any quantized type (llama.cpp issue 20824), which
+# kills a Jupyter kernel outright. Loading with use_extra_bufts = False avoids it.
+EXTRA_BUFTS_ENV = "COURSE_LLAMA_EXTRA_BUFTS"
+
+
+@dataclass(frozen=True)
+class LoadMode:
+    """How :class:`LlamaCpp` loads weights: with llama.cpp's extra buffer types or without, and why."""
+
+    use_extra_bufts: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "default (extra buffer types on)" if self.use_extra_bufts else "safe (extra buffer types off)"
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (empty where there is no /proc/cpuinfo)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    found = re.search(r"^(flags|Features)\s*:(.*)$", text, re.M)
+    return frozenset(found.group(2).split()) if found else frozenset()
+
+
+def system_info() -> str:
+    """llama.cpp's own report of its build and CPU (``llama_print_system_info``)."""
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+
+
+def decide_load_mode(flags: frozenset[str] | set[str], info: str, override: str | None = None) -> LoadMode:
+    """Pick the load mode from the CPU's flags and llama.cpp's system info.
+
+    Extra buffer types are turned off when the CPU has AMX (``amx_int8`` or ``amx_tile`` in
+    /proc/cpuinfo) or llama.cpp reports ``AMX_INT8 = 1``. Both are checked: a build made
+    without AMX code does not report it, but a wheel built elsewhere might contain it, so
+    the CPU's own flags decide. ``override`` (the ``COURSE_LLAMA_EXTRA_BUFTS`` variable)
+    forces the choice: ``0``/``off`` or ``1``/``on``.
+    """
+    if override is not None and override.strip() != "":
+        value = override.strip().lower()
+        if value in ("0", "off", "false", "no"):
+            return LoadMode(False, f"{EXTRA_BUFTS_ENV}={override} turns llama.cpp's extra buffer types off")
+        if value in ("1", "on", "true", "yes"):
+            return LoadMode(True, f"{EXTRA_BUFTS_ENV}={override} turns llama.cpp's extra buffer types on")
+        raise CourseError(f"{EXTRA_BUFTS_ENV}={override!r} is not understood; use 0/off or 1/on (or leave it unset)")
+    cpu_amx = sorted({"amx_int8", "amx_tile"} & set(flags))
+    reported_amx = re.search(r"\bAMX_INT8\s*=\s*1\b", info) is not None
+    if cpu_amx or reported_amx:
+        why = (f"this CPU has AMX ({', '.join(cpu_amx)} in /proc/cpuinfo)" if cpu_amx
+               else "llama.cpp reports AMX_INT8 = 1")
+        return LoadMode(False, f"{why}: llama.cpp's AMX weight buffers crash on quantized matrix products "
+                               "(llama.cpp issue 20824), so weights load without extra buffer types "
+                               "(no AMX, no CPU repacking)")
+    return LoadMode(True, "no AMX on this CPU: llama.cpp's extra buffer types (weight repacking) are safe")
+
+
+def load_mode() -> LoadMode:
+    """The load mode on this machine (see :func:`decide_load_mode`)."""
+    return decide_load_mode(cpu_flags(), system_info(), os.environ.get(EXTRA_BUFTS_ENV))
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(use_extra_bufts: bool):
+    """Make ``llama_cpp.Llama`` start from model params with ``use_extra_bufts`` set.
+
+    ``Llama()`` takes no argument for it; it builds its params from
+    ``llama_model_default_params()`` and loads the model in the same call. So, for the
+    duration of that call only, the default it starts from is replaced.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    default = lib.llama_model_default_params
+    if "use_extra_bufts" not in {name for name, _ in lib.llama_model_params._fields_}:
+        if use_extra_bufts:
+            yield
+            return
+        raise CourseError(f"llama-cpp-python {llama_cpp_version()} cannot turn off "
+                          "llama.cpp's extra buffer types (no use_extra_bufts); install the version in "
+                          "constraints.txt with `make install`")
+
+    def patched():
+        params = default()
+        params.use_extra_bufts = use_extra_bufts
+        return params
+
+    with _PARAMS_LOCK:
+        lib.llama_model_default_params = patched
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = default
+
+
+def llama_cpp_version() -> str:
+    import llama_cpp
+
+    return str(llama_cpp.__version__)
+
+
 class LlamaCpp:
     """A GGUF model loaded in llama.cpp, with logits for every position.
 
@@ -166,21 +281,28 @@ class LlamaCpp:
         flash_attn: fused attention kernel. On by default because llama.cpp's own tools
             (``llama-perplexity``) turn it on by default; the two kernels round differently,
             so perplexities differ in the 4th or 5th digit with it off.
+        n_batch: tokens evaluated per step (default ``n_ctx``: the whole sequence at once).
+        mode: a :class:`LoadMode`; default :func:`load_mode` (safe on CPUs with AMX).
     """
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 512, device: str | None = None,
-                 n_threads: int | None = None, seed: int = 0, flash_attn: bool = True):
+                 n_threads: int | None = None, seed: int = 0, flash_attn: bool = True,
+                 n_batch: int | None = None, mode: LoadMode | None = None):
         from llama_cpp import Llama
 
         from .metrics import check_n_ctx
 
         n_ctx = check_n_ctx(n_ctx)
+        n_batch = n_ctx if n_batch is None else n_batch
+        if isinstance(n_batch, bool) or not isinstance(n_batch, int) or not 1 <= n_batch <= n_ctx:
+            raise CourseError(f"n_batch={n_batch!r} must be an integer between 1 and n_ctx={n_ctx}")
         self.path = check_gguf(path)
         self.n_ctx = n_ctx
         self.on_gpu = get_device(device) == "cuda" and gpu_offload_supported()
-        with quiet_stderr():
-            self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
-                             n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads, seed=seed,
+        self.mode = mode or load_mode()
+        with quiet_stderr(), _model_params(self.mode.use_extra_bufts):
+            self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                             logits_all=True, n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads, seed=seed,
                              use_mmap=False, flash_attn=flash_attn, verbose=False)
         self.bos_id = int(self.llm.token_bos())
         self.eos_id = int(self.llm.token_eos())
