@@ -41,7 +41,7 @@ demo: $(STAMP)  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
 
 model: $(STAMP)  ## retrain tinycode from the standard library (~80 min; one thread, as the shipped model was)
-	OMP_NUM_THREADS=1 $(PY) -m courseutils.train --threads 1
+	OMP_NUM_THREADS=1 $(PY) -m courseutils.model.train --threads 1
 
 bench: $(STAMP)  ## write benchmarks/results.md and .json
 	$(PY) benchmarks/run.py

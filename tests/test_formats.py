@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from courseutils import formats as F
-from courseutils.errors import CourseError
+from courseutils.numerics import formats as F
+from courseutils.core.errors import CourseError
 
 
 def _probe_values(rng: np.random.Generator, n: int = 20000) -> np.ndarray:

@@ -6,9 +6,9 @@ import gguf
 import numpy as np
 import pytest
 
-from courseutils import ggufinfo as gi
-from courseutils.blocks import bits_per_weight
-from courseutils.errors import CourseError, GGUFError
+from courseutils.ggml import ggufinfo as gi
+from courseutils.ggml.blocks import bits_per_weight
+from courseutils.core.errors import CourseError, GGUFError
 
 
 @pytest.fixture()
@@ -126,7 +126,7 @@ def test_type_map_from_skeleton_follows_llamacpp_rule():
 
 
 def test_skeleton_reproduces_tinycode_file_types(tinycode_mixes):
-    from courseutils.model import model_card
+    from courseutils.model.loader import model_card
 
     c = model_card("tinycode")["config"]
     cfg = gi.LlamaShape("tinycode", c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"],

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from courseutils.errors import CourseError
-from courseutils.linear import dequantize_linear, error_metrics, fake_quantize, quantize_linear
+from courseutils.core.errors import CourseError
+from courseutils.numerics.linear import dequantize_linear, error_metrics, fake_quantize, quantize_linear
 
 
 def _W(seed: int = 0, shape=(16, 64)) -> np.ndarray:

@@ -17,8 +17,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from courseutils import grading, quiz
-from courseutils.errors import CourseError
+from courseutils.grading import instructor as grading, quiz
+from courseutils.core.errors import CourseError
 
 ROOT = grading.course_root()
 QUIZZES = grading.quiz_ids(ROOT)

@@ -10,8 +10,8 @@ from collections import Counter
 import nbformat
 import pytest
 
-from courseutils import grading
-from courseutils.errors import CourseError
+from courseutils.grading import instructor as grading
+from courseutils.core.errors import CourseError
 
 ROOT = grading.course_root()
 QUIZZES = grading.quiz_ids(ROOT)

@@ -1,7 +1,7 @@
 import json
 
-from courseutils.model import TinycodeConfig, load_model
-from courseutils.train import TrainConfig, train_tinycode
+from courseutils.model.loader import TinycodeConfig, load_model
+from courseutils.model.train import TrainConfig, train_tinycode
 
 
 def test_short_retrain_runs_and_loss_falls(tmp_path):
