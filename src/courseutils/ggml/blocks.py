@@ -24,6 +24,8 @@ from typing import Callable
 import numpy as np
 
 from ..core.errors import CourseError, QuantTypeError
+from . import kquants
+from .fp16 import f16_bytes, f16_value
 
 __all__ = [
     "BlockLayout",
@@ -134,17 +136,6 @@ def split_fields(data: np.ndarray, qtype: str) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- small helpers
-def f16_bytes(v: np.ndarray) -> np.ndarray:
-    """float32 (n,) -> (n, 2) little-endian fp16 bytes (GGML_FP32_TO_FP16: round to nearest even)."""
-    with np.errstate(over="ignore"):
-        return np.asarray(v, np.float32).astype("<f2").view(np.uint8).reshape(-1, 2)
-
-
-def f16_value(raw2: np.ndarray) -> np.ndarray:
-    """(n, 2) fp16 bytes -> float32 (n,) (GGML_FP16_TO_FP32, exact)."""
-    return np.ascontiguousarray(raw2).view("<f2").reshape(-1).astype(np.float32)
-
-
 def _argmax_abs_signed(blocks: np.ndarray) -> np.ndarray:
     """The value of largest magnitude per row, keeping its sign; the first one on ties (C's ``>``)."""
     i = np.abs(blocks).argmax(axis=1)
@@ -325,8 +316,6 @@ def _dequantize_f32(raw):
 
 
 def _codecs() -> dict[str, tuple[Callable, Callable]]:
-    from . import kquants
-
     return {
         "F32": (_quantize_f32, _dequantize_f32), "F16": (_quantize_f16, _dequantize_f16),
         "BF16": (_quantize_bf16, _dequantize_bf16),

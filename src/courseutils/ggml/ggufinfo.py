@@ -10,18 +10,17 @@ weight ``bpw = 8 * bytes / elements``) and the file a :class:`GGUFInfo`.
 
 A llama.cpp file type such as Q4_K_M is a *mix*: the quantizer picks a type per tensor
 from its role (attn_v, ffn_down, output ...) and layer index. :func:`compare_types` lines
-two or more files up tensor by tensor; :func:`llama_type_map` asks llama.cpp itself which
-type each role gets in a model with a given number of layers (by quantizing a tiny
-"skeleton" GGUF of that depth), and :func:`estimate_bpw` applies that map to the tensor
-shapes of a real model to predict its size without downloading it.
+two or more files up tensor by tensor. :func:`skeleton_gguf` writes a tiny GGUF with a
+real model's depth and tensor names; quantizing it with llama.cpp shows which type each
+role gets (:func:`courseutils.llamacpp.typemap.llama_type_map`, one layer up because it
+runs llama.cpp), and :func:`estimate_bpw` applies that map to the tensor shapes of a
+real model to predict its size without downloading it.
 """
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +41,6 @@ __all__ = [
     "LLAMA_SHAPES",
     "llama_tensor_shapes",
     "skeleton_gguf",
-    "llama_type_map",
     "estimate_bpw",
 ]
 
@@ -330,34 +328,6 @@ def skeleton_gguf(cfg: LlamaShape, out: str | os.PathLike, width: int = 256, row
     finally:
         tmp.unlink(missing_ok=True)
     return final
-
-
-def llama_type_map(cfg: LlamaShape, qtype: str) -> dict[str, str]:
-    """Tensor name -> ggml type that llama.cpp's ``qtype`` mix gives a model shaped like ``cfg``.
-
-    Quantizes :func:`skeleton_gguf` with llama.cpp (no importance matrix) and reads the
-    types back; the result is cached in ``COURSE_CACHE`` per llama-cpp-python version.
-    """
-    import llama_cpp
-
-    from ..core.config import cache_dir
-    from ..llamacpp.bridge import quantize
-
-    key = f"{llama_cpp.__version__}-{cfg.name}-{cfg.n_layer}-{cfg.n_head}-{cfg.n_kv_head}-{cfg.tied}-{qtype}"
-    cache = cache_dir() / "type_maps.json"
-    known = json.loads(cache.read_text()) if cache.exists() else {}
-    if key in known:
-        return known[key]
-    with tempfile.TemporaryDirectory() as tmp:
-        src = skeleton_gguf(cfg, Path(tmp) / "skeleton-F16.gguf")
-        out = quantize(src, Path(tmp) / f"skeleton-{qtype}.gguf", qtype)  # quiet: llama.cpp's log is silenced
-        types = {t.name: t.qtype for t in read_gguf(out).tensors}
-    known = json.loads(cache.read_text()) if cache.exists() else {}
-    known[key] = types
-    tmp_cache = cache.with_name(f".{cache.name}.{os.getpid()}.partial")
-    tmp_cache.write_text(json.dumps(known, indent=1))
-    os.replace(tmp_cache, cache)
-    return types
 
 
 def estimate_bpw(cfg: LlamaShape, types: dict[str, str]) -> dict:

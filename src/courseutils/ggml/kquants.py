@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import f16_bytes, f16_value
+from .fp16 import f16_bytes, f16_value
 
 __all__ = [
     "make_qkx2_quants", "make_qx_quants", "make_q3_quants",
