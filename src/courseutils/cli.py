@@ -59,13 +59,11 @@ def _scorecard(args) -> None:
 
 
 def _quantize(args) -> None:
-    from .core.config import atomic_path
-    from .llamacpp.bridge import check_gguf, quantize
-
-    from .llamacpp.bridge import _ftype
+    from .core.io import check_output_path
+    from .llamacpp.bridge import _ftype, check_gguf, quantize
 
     _ftype(args.type)  # fail early: unknown type
-    atomic_path(args.output, "-o/--output")  # fail early: missing directory
+    check_output_path(args.output, "-o/--output")  # fail early: missing directory
     src = Path(args.model)
     imatrix = None
     if args.imatrix:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import CourseError
 
-__all__ = ["default_model", "get_device", "cache_dir", "tinycode_dir", "atomic_path"]
+__all__ = ["default_model", "get_device", "cache_dir", "tinycode_dir"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -53,18 +53,3 @@ def cache_dir() -> Path:
 def tinycode_dir() -> Path:
     """The directory holding the shipped tinycode weights, tokenizer and model card."""
     return Path(__file__).parents[1] / "data" / "tinycode"
-
-
-def atomic_path(out: str | os.PathLike, param: str = "out") -> tuple[Path, Path]:
-    """Check an output path and return ``(final, temporary)`` paths beside each other.
-
-    Writers write to the temporary path and ``os.replace`` it onto the final one, so an
-    interrupted write never leaves a half-written file under the real name.
-    """
-    final = Path(out)
-    if not final.parent.exists():
-        raise CourseError(f"{param}={str(final)!r}: the directory {str(final.parent)!r} does not exist")
-    if final.is_dir():
-        raise CourseError(f"{param}={str(final)!r} is a directory; give a file path")
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    return final, tmp

@@ -18,14 +18,16 @@ never leaves a truncated GGUF behind.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..core.config import atomic_path, cache_dir
+from ..core.config import cache_dir
 from ..core.errors import CourseError, ModelError
+from ..core.io import atomic_path, check_output_path
 from ..model.loader import local_model_dir
 
 __all__ = ["export_gguf", "permute_qk", "gguf_tensor_name", "EXPORT_DTYPES"]
@@ -146,7 +148,7 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
     label, where = local_model_dir(model)
     if out is None:
         out = cache_dir() / f"{label}-{dtype}.gguf"
-    final, tmp = atomic_path(out)
+    final = check_output_path(out)
     if final.exists() and not overwrite:
         return final
     import gguf  # heavy imports only when there is work to do
@@ -164,8 +166,7 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
     tok = _tokenizer_fields(Path(where), config.vocab_size, pre or _guess_pre(str(model)))
     np_dtype = np.float16 if dtype == "F16" else np.float32
 
-    writer = gguf.GGUFWriter(str(tmp), "llama")
-    try:
+    with atomic_path(final) as tmp, contextlib.closing(gguf.GGUFWriter(str(tmp), "llama")) as writer:
         writer.add_name(label)
         writer.add_context_length(config.max_position_embeddings)
         writer.add_embedding_length(config.hidden_size)
@@ -205,10 +206,4 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, final)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return final

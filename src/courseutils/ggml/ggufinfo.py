@@ -18,6 +18,7 @@ real model to predict its size without downloading it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import CourseError, GGUFError
+from ..core.io import atomic_path
 
 __all__ = [
     "check_gguf",
@@ -293,19 +295,15 @@ def skeleton_gguf(cfg: LlamaShape, out: str | os.PathLike, width: int = 256, row
     """
     import gguf
 
-    from ..core.config import atomic_path
-
     if width % 256:
         raise CourseError(f"width={width} must be a multiple of 256 (the K-quant super-block)")
     kv_ratio = cfg.n_head // cfg.n_kv_head
     n_head = min(cfg.n_head, width // 8)
     n_kv = max(1, n_head // kv_ratio)
     hd = width // n_head
-    final, tmp = atomic_path(out)
     rng = np.random.default_rng(seed)
     small = LlamaShape(cfg.name, cfg.n_layer, width, width, n_head, n_kv, width, cfg.tied)
-    w = gguf.GGUFWriter(str(tmp), "llama")
-    try:
+    with atomic_path(out) as tmp, contextlib.closing(gguf.GGUFWriter(str(tmp), "llama")) as w:
         w.add_context_length(512)
         w.add_embedding_length(width)
         w.add_block_count(cfg.n_layer)
@@ -323,11 +321,7 @@ def skeleton_gguf(cfg: LlamaShape, out: str | os.PathLike, width: int = 256, row
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
-        w.close()
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(out)
 
 
 def estimate_bpw(cfg: LlamaShape, types: dict[str, str]) -> dict:

@@ -33,6 +33,7 @@ import nbformat
 from nbgrader.utils import is_solution
 
 from ..core.errors import CourseError
+from ..core.io import atomic_path
 from .nbgrader_plugins import HideTestOutputs, QuizExecute, StripQuizMetadata, nbgrader_env
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
                         execute_solutions, key_in_sync, parse_quiz, quiz_ids, source_digest, write_key)
@@ -115,9 +116,8 @@ def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
         for released in release(quiz, work):
             target = out_dir / released.parent.name / released.name
             target.parent.mkdir(exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            shutil.copyfile(released, partial)
-            os.replace(partial, target)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(released, tmp)
             written.append(target)
     return written
 
@@ -144,10 +144,12 @@ def collect(quiz: str, student: str, notebook: str | os.PathLike,
     if dest.exists():
         raise CourseError(f"{dest} exists: a submission is never overwritten; remove it first to replace it")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
+    with atomic_path(dest) as tmp:  # an interrupted copy must not pass for a submission
+        shutil.copyfile(src, tmp)
     stamp = dest_dir / "timestamp.txt"
     if not stamp.exists():
-        stamp.write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z"), encoding="utf-8")
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z"), encoding="utf-8")
     return dest
 
 
@@ -244,13 +246,10 @@ def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike 
     """Write every grade in the gradebook to a CSV (default ``quizzes/grades.csv``) with nbgrader's exporter."""
     from nbgrader.plugins import CsvExportPlugin
 
-    from ..core.config import atomic_path
-
     root = course_root(root)
-    final, tmp = atomic_path(out if out is not None else root / "grades.csv")
-    with _gradebook(root) as gb:
+    final = Path(out) if out is not None else root / "grades.csv"
+    with atomic_path(final) as tmp, _gradebook(root) as gb:
         CsvExportPlugin(to=str(tmp)).export(gb)
-    os.replace(tmp, final)
     return final
 
 

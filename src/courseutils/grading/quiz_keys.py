@@ -30,6 +30,7 @@ from nbgrader.utils import is_grade, is_solution
 
 from . import quiz as quizmod
 from ..core.errors import CourseError
+from ..core.io import atomic_path
 from .nbgrader_plugins import nbgrader_env
 
 __all__ = ["Question", "course_root", "quiz_ids", "parse_quiz", "source_digest", "execute_solutions",
@@ -296,14 +297,11 @@ def build_key(quiz: str, root: str | os.PathLike | None = None,
 
 def write_key(key: dict, out_dir: str | os.PathLike | None = None) -> Path:
     """Write ``key`` to ``<out_dir>/<quiz>.json`` (default: the package's key directory)."""
-    from ..core.config import atomic_path
-
     out = Path(out_dir) if out_dir is not None else quizmod.keys_dir()
     out.mkdir(parents=True, exist_ok=True)
-    final, tmp = atomic_path(out / f"{key['quiz']}.json", "out_dir")
-    tmp.write_text(json.dumps(key, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, final)
-    return final
+    with atomic_path(out / f"{key['quiz']}.json", "out_dir") as tmp:
+        tmp.write_text(json.dumps(key, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out / f"{key['quiz']}.json"
 
 
 def key_in_sync(quiz: str, root: str | os.PathLike | None = None) -> bool:

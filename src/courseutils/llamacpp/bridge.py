@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.config import atomic_path, cache_dir, get_device
+from ..core.config import cache_dir, get_device
 from ..core.errors import CourseError, QuantTypeError
+from ..core.io import atomic_path, check_output_path
 from ..ggml.ggufinfo import check_gguf
 
 # llama.cpp's OpenMP threads otherwise spin while waiting for work; on a busy 2-core laptop
@@ -128,7 +129,7 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
         raise QuantTypeError(f"qtype={qtype!r} needs an importance matrix (imatrix=...); types that need one: "
                              f"{', '.join(sorted(IMATRIX_REQUIRED))}")
     src = check_gguf(src, "src")
-    final, tmp = atomic_path(out)
+    final = check_output_path(out)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = n_threads
@@ -136,15 +137,12 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
     if imatrix:
         entries, keep = _imatrix_structs(imatrix)
         params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
-    try:
+    with atomic_path(final) as tmp:
         with quiet_stderr(not verbose):
             rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0:
             raise QuantTypeError(f"llama.cpp could not quantize {str(src)!r} to qtype={qtype!r} (return code {rc})")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-        del keep
+    del keep  # the imatrix buffers had to outlive the call
     return final
 
 

@@ -11,11 +11,11 @@ This sits in the llamacpp layer, above ``ggml``, because it runs llama.cpp's qua
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 from ..core.config import cache_dir
+from ..core.io import atomic_path
 from ..ggml.ggufinfo import LlamaShape, read_gguf, skeleton_gguf
 from .bridge import quantize
 
@@ -42,7 +42,6 @@ def llama_type_map(cfg: LlamaShape, qtype: str) -> dict[str, str]:
         types = {t.name: t.qtype for t in read_gguf(out).tensors}
     known = json.loads(cache.read_text()) if cache.exists() else {}
     known[key] = types
-    tmp_cache = cache.with_name(f".{cache.name}.{os.getpid()}.partial")
-    tmp_cache.write_text(json.dumps(known, indent=1))
-    os.replace(tmp_cache, cache)
+    with atomic_path(cache) as tmp_cache:
+        tmp_cache.write_text(json.dumps(known, indent=1))
     return types

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import tinycode_dir
+from ..core.io import atomic_path
 from .corpus import corpus_fingerprint, corpus_text, split_of, stdlib_files
 from ..numerics.metrics import make_chunks, perplexity, scored_slice, token_nll
 from .loader import TinycodeConfig, llama_config
@@ -166,22 +166,15 @@ def train_tinycode(out_dir: str | os.PathLike, cfg: TrainConfig = TrainConfig(),
         "loss_curve": [round(float(np.mean(losses[i: i + window])), 4) for i in range(0, len(losses), window)],
     }
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model_f16.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    # The portable class name, so older transformers (Colab's preinstalled 4.x) load it too.
-    tcfg = json.loads((tmp / "tokenizer_config.json").read_text())
-    tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    (tmp / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n")
-    (tmp / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    old = out_dir.with_name(out_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir, "out_dir", directory=True) as tmp:
+        model_f16.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        # The portable class name, so older transformers (Colab's preinstalled 4.x) load it too.
+        tcfg = json.loads((tmp / "tokenizer_config.json").read_text())
+        tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n")
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.config import atomic_path
+from ..core.io import atomic_path
 from ..model.corpus import corpus_text
 from ..core.errors import CourseError
 from .evaluate import compare_logits, scored_logits
@@ -199,11 +199,7 @@ def format_table(card: dict) -> str:
 
 
 def write_json(obj: dict, out: str | os.PathLike) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
-    final, tmp = atomic_path(out, "json")
-    try:
+    """Write JSON atomically (:func:`~courseutils.core.io.atomic_path`)."""
+    with atomic_path(out, "json") as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(out)
