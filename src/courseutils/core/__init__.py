@@ -2,6 +2,7 @@
 
 - ``config``: the course's environment variables (default model, device, artifact cache).
 - ``errors``: the exceptions raised at public boundaries.
+- ``io``: :func:`~courseutils.core.io.atomic_path`, the one way files are written.
 
-Imports no other courseutils layer (the lowest layer).
+May import: nothing (core is the lowest layer).
 """

@@ -6,6 +6,6 @@
 - ``nbgrader_plugins``: the preprocessors ``quizzes/nbgrader_config.py`` names.
 - ``instructor``: release, collect, autograde, feedback, grades; ``python -m courseutils.grading``.
 
-May import: every layer below (core ... viz). This file imports nothing, so
-``import courseutils.grading.quiz`` stays light.
+May import: core, numerics, model, ggml, llamacpp, calib, algorithms, scoring, viz.
+This file imports nothing, so ``import courseutils.grading.quiz`` stays light.
 """
