@@ -68,7 +68,7 @@ def test_setup_cell_silences_stderr(quiz):
     src = setup[0].source
     assert setup[0].metadata["nbgrader"]["locked"] and not setup[0].metadata["nbgrader"]["grade"]
     for needed in ('warnings.filterwarnings("ignore")', "logging.disable(logging.CRITICAL)",
-                   'os.environ["TQDM_DISABLE"] = "1"', "from courseutils.quiz import check"):
+                   'os.environ["TQDM_DISABLE"] = "1"', "from courseutils.grading.quiz import check"):
         assert needed in src
     first_question = min(q.answer_cell for q in grading.parse_quiz(nb, quiz))
     assert nb.cells.index(setup[0]) < first_question
