@@ -1,4 +1,4 @@
-"""courseutils.blocks / kquants against llama.cpp itself (libggml and its files) and gguf-py.
+"""courseutils.ggml.blocks / kquants against llama.cpp itself (libggml and its files) and gguf-py.
 
 Three oracles:
 - libggml's own C quantizer, ``ggml_quantize_chunk`` and ``dequantize_row_*``, called

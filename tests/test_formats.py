@@ -1,4 +1,4 @@
-"""courseutils.formats against numpy's float16, torch's bfloat16/float8 and the QLoRA table."""
+"""courseutils.numerics.formats against numpy's float16, torch's bfloat16/float8 and the QLoRA table."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""courseutils.ggufinfo: reading GGUF files written by gguf-py and llama.cpp, and size estimates."""
+"""courseutils.ggml.ggufinfo: reading GGUF files written by gguf-py and llama.cpp, and size estimates."""
 from __future__ import annotations
 
 

@@ -1,4 +1,4 @@
-"""courseutils.hessian against exact Hessians (torch.autograd.functional.hessian) and dense sums."""
+"""courseutils.calib.hessian against exact Hessians (torch.autograd.functional.hessian) and dense sums."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""courseutils.linear: closed-form error bounds, brute-force grids and argument checks."""
+"""courseutils.numerics.linear: closed-form error bounds, brute-force grids and argument checks."""
 from __future__ import annotations
 
 import numpy as np

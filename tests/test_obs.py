@@ -1,4 +1,4 @@
-"""courseutils.obs against the KKT system, brute force and least squares on small quadratics."""
+"""courseutils.algorithms.obs against the KKT system, brute force and least squares on small quadratics."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""courseutils.sensitivity and .hooks against dense oracles on a small random Llama (float64)."""
+"""courseutils.algorithms.sensitivity and calib.hooks against dense oracles on a small random Llama (float64)."""
 from __future__ import annotations
 
 import numpy as np

@@ -14,7 +14,7 @@ Near a minimum the loss change of a weight perturbation ``dw`` is, to second ord
   ``H^-1 - H^-1 e_q e_q^T H^-1 / [H^-1]_qq`` (no new inversion).
 
 For a linear layer with the layer-local objective ``sum_rows (1/N) ||X (w_hat_r - w_r)||^2``
-every output row r has the same Hessian ``H = 2 X^T X / N`` (see :mod:`courseutils.hessian`)
+every output row r has the same Hessian ``H = 2 X^T X / N`` (see :mod:`courseutils.calib.hessian`)
 and rows are independent, so OBS runs row by row; here all rows of a block run together,
 each with its own copy of ``H^-1`` (rows prune different weights).
 
@@ -23,8 +23,8 @@ the input's device. ``W`` is (d_out, d_in); ``H`` and ``H_inv`` are (d_in, d_in)
 """
 from __future__ import annotations
 
-from ..core.errors import CourseError
 from ..calib.hessian import _square, hessian_inverse
+from ..core.errors import CourseError
 
 __all__ = ["obd_saliency", "obs_saliency", "obs_update", "remove_from_inverse", "prune_magnitude", "prune_obd",
            "prune_obs", "prune", "reconstruction_error", "METHODS"]

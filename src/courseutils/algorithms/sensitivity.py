@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.errors import CourseError, ModelError
 from ..calib.hooks import (LinearHooks, SuffixEvaluator, calibration_tokens, get_linear, iter_batches, linear_layers,
                     model_device, next_token_nll, swap_weight)
+from ..core.errors import CourseError, ModelError
 
 __all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "rtn_perturbation", "noise_perturbation",
            "group_truth", "group_scores", "rank_correlation", "proxy_study", "layer_noise_sensitivity",
@@ -166,7 +166,7 @@ def _weight_np(W) -> np.ndarray:
 def rtn_perturbation(W, bits: int = 4, group_size: int = 32) -> np.ndarray:
     """``dW = RTN(W) - W``: zero-point round-to-nearest with one (s, z) per ``group_size`` inputs of a row.
 
-    Uses :func:`courseutils.linear.fake_quantize` (lesson 01); returns float32 (d_out, d_in).
+    Uses :func:`courseutils.numerics.linear.fake_quantize` (lesson 01); returns float32 (d_out, d_in).
     """
     from ..numerics.linear import fake_quantize
 
@@ -216,7 +216,7 @@ def group_truth(model, layer: str, dW, tokens, channel_group: int = 16, evaluato
     Args:
         dW: (d_out, d_in) perturbation, e.g. :func:`rtn_perturbation`.
         tokens: ``(n_seq, T)`` evaluation token ids (ignored when ``evaluator`` is given).
-        evaluator: a :class:`courseutils.hooks.SuffixEvaluator` of the unperturbed model on the
+        evaluator: a :class:`courseutils.calib.hooks.SuffixEvaluator` of the unperturbed model on the
             evaluation tokens, to reuse across layers (only blocks from ``layer``'s on are rerun).
 
     Returns:

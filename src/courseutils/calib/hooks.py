@@ -77,7 +77,7 @@ def calibration_tokens(tokenizer, n_seq: int = 8, seq_len: int = 128, split: str
                        offset: int = 0) -> "object":
     """Cut ``n_seq`` sequences of ``seq_len`` tokens from a corpus split, BOS in front of each.
 
-    The split's text is tokenized (with :func:`courseutils.train.encode`), cut into
+    The split's text is tokenized (with :func:`courseutils.model.train.encode`), cut into
     consecutive windows, and each window's first token is replaced by BOS, as
     llama-perplexity does with its chunks.
 

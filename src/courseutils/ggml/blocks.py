@@ -8,7 +8,7 @@ them, including the bits per weight: ``bpw = 8 * type_size / block_size``.
 
 This module holds the layout table, the public ``quantize`` / ``dequantize`` and the
 "legacy" 32-weight formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1). The 256-weight K-quant
-super-blocks (Q2_K ... Q6_K) and their scale searches live in :mod:`courseutils.kquants`.
+super-blocks (Q2_K ... Q6_K) and their scale searches live in :mod:`courseutils.ggml.kquants`.
 Every function names the C function in ``ggml/src/ggml-quants.c`` it mirrors; the tests
 prove the bytes identical to llama.cpp's (libggml) and gguf-py's.
 

@@ -2,7 +2,7 @@
 
 A quiz is ``quizzes/source/NN_slug/NN_slug.ipynb`` (cell conventions in quizzes/README.md).
 :func:`parse_quiz` turns it into :class:`Question` records and raises
-:class:`~courseutils.errors.CourseError` naming the cell when a convention is broken.
+:class:`~courseutils.core.errors.CourseError` naming the cell when a convention is broken.
 
 Keys are derived by *executing* the instructor notebook in a fresh kernel
 (:func:`execute_solutions`: solutions, check cells with feedback off, and every test
@@ -28,9 +28,9 @@ from typing import Any
 import nbformat
 from nbgrader.utils import is_grade, is_solution
 
-from . import quiz as quizmod
 from ..core.errors import CourseError
 from ..core.io import atomic_path
+from . import quiz as quizmod
 from .nbgrader_plugins import nbgrader_env
 
 __all__ = ["Question", "course_root", "quiz_ids", "parse_quiz", "source_digest", "execute_solutions",

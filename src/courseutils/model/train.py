@@ -1,8 +1,8 @@
 """Train tinycode, the course's embedded Llama model, reproducibly on the CPU.
 
-``make model`` runs ``python -m courseutils.train``: it builds the corpus from the
-running Python's standard library (:mod:`courseutils.corpus`), trains the byte-level BPE
-tokenizer (:mod:`courseutils.tokenizer`), trains a small ``LlamaForCausalLM`` with AdamW
+``make model`` runs ``python -m courseutils.model.train``: it builds the corpus from the
+running Python's standard library (:mod:`courseutils.model.corpus`), trains the byte-level BPE
+tokenizer (:mod:`courseutils.model.tokenizer`), trains a small ``LlamaForCausalLM`` with AdamW
 and a cosine schedule from fixed seeds, measures validation perplexity the way
 llama-perplexity does, and writes F16 safetensors, the tokenizer and a model card.
 The output directory is replaced atomically: a crash leaves the old model in place.
@@ -24,8 +24,8 @@ import numpy as np
 
 from ..core.config import tinycode_dir
 from ..core.io import atomic_path
-from .corpus import corpus_fingerprint, corpus_text, split_of, stdlib_files
 from ..numerics.metrics import make_chunks, perplexity, scored_slice, token_nll
+from .corpus import corpus_fingerprint, corpus_text, split_of, stdlib_files
 from .loader import TinycodeConfig, llama_config
 from .tokenizer import train_tokenizer
 

@@ -1,6 +1,6 @@
 """Evaluate GGUF models in llama.cpp: perplexity, KLD and top-1 agreement against a base.
 
-The numbers follow ``llama-perplexity`` exactly (see :mod:`courseutils.metrics` for the
+The numbers follow ``llama-perplexity`` exactly (see :mod:`courseutils.numerics.metrics` for the
 chunking); ``python -m courseutils perplexity`` prints what this module computes.
 """
 from __future__ import annotations

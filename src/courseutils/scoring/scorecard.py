@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.io import atomic_path
-from ..model.corpus import corpus_text
 from ..core.errors import CourseError
-from .evaluate import compare_logits, scored_logits
+from ..core.io import atomic_path
 from ..llamacpp.bridge import LlamaCpp, get_gguf, quant_types
+from ..model.corpus import corpus_text
 from ..numerics.metrics import make_chunks, perplexity, token_nll
+from .evaluate import compare_logits, scored_logits
 from .tasks import cloze_accuracy, follows_format, function_prompts
 
 __all__ = ["Rubric", "DEFAULT_TYPES", "smallest_passing", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json"]

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..model.corpus import SPLITS, split_of, stdlib_files
 from ..core.errors import CourseError
+from ..model.corpus import SPLITS, split_of, stdlib_files
 
 __all__ = ["function_prompts", "is_valid_prefix", "indentation_ok", "follows_format", "format_following",
            "cloze_category", "cloze_accuracy"]

@@ -140,7 +140,7 @@ _BLOCK_FIELD_COLORS = {"d": "#1f77b4", "dmin": "#9ecae1", "m": "#9ecae1", "scale
 
 
 def plot_block_layout(layouts: Sequence, title: str = "bytes per block, by field"):
-    """One horizontal bar per block layout (``courseutils.blocks.BlockLayout``), split into its fields.
+    """One horizontal bar per block layout (``courseutils.ggml.blocks.BlockLayout``), split into its fields.
 
     Colours follow the field's role: scales (d, dmin, m, scales), low bits (qs, ql), high bits (qh, hmask).
     """

@@ -127,7 +127,7 @@ def _rubric_table(rows: Sequence[dict], checks: list[dict], smallest: str | None
 def rubric_explorer(card: dict):
     """Sliders on the rubric thresholds over a precomputed scorecard (from ``run_scorecard``).
 
-    Moving a slider builds a new :class:`~courseutils.scorecard.Rubric`, re-checks every
+    Moving a slider builds a new :class:`~courseutils.scoring.scorecard.Rubric`, re-checks every
     row and redraws the table; the smallest passing variant is highlighted.
     """
     import ipywidgets as widgets
