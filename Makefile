@@ -61,7 +61,7 @@ demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
 
 model: install  ## retrain tinycode from the standard library (~80 min; one thread, as the shipped model was)
-	OMP_NUM_THREADS=1 $(PY) -m courseutils.train --threads 1
+	OMP_NUM_THREADS=1 $(PY) -m courseutils.model.train --threads 1
 
 bench: install  ## write benchmarks/results.md and .json
 	$(PY) benchmarks/run.py

@@ -34,10 +34,10 @@ def timed(fn, *args, **kwargs):
 
 
 def bench_pipeline(cache: Path) -> dict:
-    from courseutils.gguf_export import export_gguf
+    from courseutils.ggml.gguf_export import export_gguf
     from courseutils.llamacpp import LlamaCpp, quantize
-    from courseutils.corpus import corpus_text
-    from courseutils.metrics import make_chunks
+    from courseutils.model.corpus import corpus_text
+    from courseutils.numerics.metrics import make_chunks
 
     f16, export_s = timed(export_gguf, "tinycode", cache / "bench-F16.gguf", overwrite=True)
     rows = []
@@ -67,9 +67,9 @@ def bench_llama_cpp() -> dict:
     Off is the safe mode the course uses on CPUs with AMX (README, Troubleshooting); on is
     llama.cpp's default, with CPU weight repacking where the build has it.
     """
-    from courseutils.corpus import corpus_text
     from courseutils.llamacpp import LlamaCpp, LoadMode, get_gguf, load_mode, system_info
-    from courseutils.metrics import make_chunks
+    from courseutils.model.corpus import corpus_text
+    from courseutils.numerics.metrics import make_chunks
 
     marker = Path(sys.prefix) / ".llama-cpp-python.json"
     build = json.loads(marker.read_text()) if marker.is_file() else {"note": "not built by tools/build_llama_cpp.py"}
@@ -98,7 +98,7 @@ def bench_llama_cpp() -> dict:
 
 
 def bench_scorecard() -> dict:
-    from courseutils.scorecard import run_scorecard
+    from courseutils.scoring.scorecard import run_scorecard
 
     card, seconds = timed(run_scorecard, "tinycode", progress=False)
     return {"default_scorecard_s": round(seconds, 1), "smallest_passing": card["smallest_passing"],
@@ -107,7 +107,7 @@ def bench_scorecard() -> dict:
 
 
 def bench_sensitivity() -> dict:
-    from courseutils import sensitivity
+    from courseutils.algorithms import sensitivity
 
     r = sensitivity.benchmark_proxies()
     return {"all_three_proxies_all_layers_s": round(r["seconds"], 1), "layers": r["n_layers"],
@@ -115,7 +115,7 @@ def bench_sensitivity() -> dict:
 
 
 def bench_grading() -> dict:
-    from courseutils import grading
+    from courseutils.grading import instructor as grading
 
     quizzes = sorted(p.name for p in (ROOT / "quizzes" / "source").iterdir() if p.is_dir())
     return {q: round(grading.time_autograde(q), 1) for q in quizzes}

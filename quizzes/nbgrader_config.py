@@ -32,7 +32,7 @@ c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.QuizExecute.total_timeout = 300
 c.Autograde.autograde_preprocessors = [
-    "courseutils.nbgrader_plugins.QuizExecute",
+    "courseutils.grading.nbgrader_plugins.QuizExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -60,7 +60,7 @@ c.GenerateAssignment.preprocessors = [
     "nbgrader.preprocessors.ClearMarkScheme",
     "nbgrader.preprocessors.ComputeChecksums",
     "nbgrader.preprocessors.CheckCellMetadata",
-    "courseutils.nbgrader_plugins.StripQuizMetadata",
+    "courseutils.grading.nbgrader_plugins.StripQuizMetadata",
 ]
 
 # --- feedback: never show hidden tests ----------------------------------------------------
@@ -71,6 +71,6 @@ c.GenerateAssignment.preprocessors = [
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
-    "courseutils.nbgrader_plugins.HideTestOutputs",
+    "courseutils.grading.nbgrader_plugins.HideTestOutputs",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

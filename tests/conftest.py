@@ -43,14 +43,14 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def tinycode():
     """(model, tokenizer) of the shipped tinycode, loaded once per session."""
-    from courseutils.model import load_model
+    from courseutils.model.loader import load_model
 
     return load_model("tinycode", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def val_text() -> str:
-    from courseutils.corpus import corpus_text
+    from courseutils.model.corpus import corpus_text
 
     return corpus_text("validation")
 
@@ -68,7 +68,7 @@ def tiny_llama_dir(tmp_path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from courseutils.model import load_tokenizer
+    from courseutils.model.loader import load_tokenizer
 
     torch.manual_seed(0)
     tok = load_tokenizer("tinycode")

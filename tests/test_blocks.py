@@ -1,4 +1,4 @@
-"""courseutils.blocks / kquants against llama.cpp itself (libggml and its files) and gguf-py.
+"""courseutils.ggml.blocks / kquants against llama.cpp itself (libggml and its files) and gguf-py.
 
 Three oracles:
 - libggml's own C quantizer, ``ggml_quantize_chunk`` and ``dequantize_row_*``, called
@@ -16,8 +16,8 @@ import gguf
 import numpy as np
 import pytest
 
-from courseutils import blocks
-from courseutils.errors import CourseError, QuantTypeError
+from courseutils.ggml import blocks
+from courseutils.core.errors import CourseError, QuantTypeError
 
 BLOCK_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 GGUF_PY_QUANTIZES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16", "F16"]
@@ -131,7 +131,7 @@ def tinycode_files():
 
 def test_every_tensor_of_llamacpp_files_bit_exact(tinycode_files):
     """Quantize tinycode's F16 weights ourselves: every tensor equals llama-quantize's bytes."""
-    from courseutils.ggufinfo import read_tensors
+    from courseutils.ggml.ggufinfo import read_tensors
 
     source = read_tensors(tinycode_files["F16"])
     seen = set()

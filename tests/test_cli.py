@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from courseutils.evaluate import perplexity_gguf
+from courseutils.scoring.evaluate import perplexity_gguf
 
 
 def run(*args):

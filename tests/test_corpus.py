@@ -1,4 +1,4 @@
-from courseutils.corpus import SPLITS, corpus_fingerprint, corpus_text, split_of, stdlib_files
+from courseutils.model.corpus import SPLITS, corpus_fingerprint, corpus_text, split_of, stdlib_files
 
 
 def test_split_is_deterministic_and_by_path():

@@ -1,12 +1,12 @@
-"""courseutils.formats against numpy's float16, torch's bfloat16/float8 and the QLoRA table."""
+"""courseutils.numerics.formats against numpy's float16, torch's bfloat16/float8 and the QLoRA table."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from courseutils import formats as F
-from courseutils.errors import CourseError
+from courseutils.numerics import formats as F
+from courseutils.core.errors import CourseError
 
 
 def _probe_values(rng: np.random.Generator, n: int = 20000) -> np.ndarray:

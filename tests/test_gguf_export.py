@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from courseutils.errors import CourseError, ModelError
-from courseutils.gguf_export import export_gguf, gguf_tensor_name, permute_qk
+from courseutils.core.errors import CourseError, ModelError
+from courseutils.ggml.gguf_export import export_gguf, gguf_tensor_name, permute_qk
 from courseutils.llamacpp import LlamaCpp
-from courseutils.train import encode, hf_chunk_logits, hf_perplexity
+from courseutils.model.train import encode, hf_chunk_logits, hf_perplexity
 
 
 def _rope_halves(q, theta):
@@ -56,7 +56,7 @@ def test_llamacpp_tokenizes_exactly_like_hf(tinycode, f16_gguf, val_text):
 
 
 def test_hf_and_llamacpp_f16_perplexity_agree(tinycode, f16_gguf, val_text):
-    from courseutils.evaluate import perplexity_gguf
+    from courseutils.scoring.evaluate import perplexity_gguf
 
     model, tok = tinycode
     text = val_text[:200_000]
@@ -77,7 +77,7 @@ def test_f32_export_matches_hf_logits(tinycode, tmp_path, val_text):
 
 def test_untied_model_exports_output_weight(tiny_llama_dir, tmp_path):
     import gguf
-    from courseutils.model import load_model
+    from courseutils.model.loader import load_model
 
     path = export_gguf(tiny_llama_dir, tmp_path / "tiny.gguf", dtype="F32")
     names = {t.name for t in gguf.GGUFReader(str(path)).tensors}

@@ -1,4 +1,4 @@
-"""courseutils.ggufinfo: reading GGUF files written by gguf-py and llama.cpp, and size estimates."""
+"""courseutils.ggml.ggufinfo: reading GGUF files written by gguf-py and llama.cpp, and size estimates."""
 from __future__ import annotations
 
 
@@ -6,9 +6,10 @@ import gguf
 import numpy as np
 import pytest
 
-from courseutils import ggufinfo as gi
-from courseutils.blocks import bits_per_weight
-from courseutils.errors import CourseError, GGUFError
+from courseutils.ggml import ggufinfo as gi
+from courseutils.llamacpp.typemap import llama_type_map
+from courseutils.ggml.blocks import bits_per_weight
+from courseutils.core.errors import CourseError, GGUFError
 
 
 @pytest.fixture()
@@ -111,7 +112,7 @@ def _use_more_bits(i: int, n: int) -> bool:
 
 def test_type_map_from_skeleton_follows_llamacpp_rule():
     cfg = gi.LLAMA_SHAPES["Llama-2-7B"]
-    types = gi.llama_type_map(cfg, "Q4_K_M")
+    types = llama_type_map(cfg, "Q4_K_M")
     for name, qtype in types.items():
         role, layer = gi.role_of(name)
         if role.endswith("norm"):
@@ -126,14 +127,14 @@ def test_type_map_from_skeleton_follows_llamacpp_rule():
 
 
 def test_skeleton_reproduces_tinycode_file_types(tinycode_mixes):
-    from courseutils.model import model_card
+    from courseutils.model.loader import model_card
 
     c = model_card("tinycode")["config"]
     cfg = gi.LlamaShape("tinycode", c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"],
                         c["num_attention_heads"], c["num_key_value_heads"], c["vocab_size"],
                         tied=c["tie_word_embeddings"])
     real = {t.name: t.qtype for t in gi.read_gguf(tinycode_mixes["Q4_K_M"]).tensors}
-    assert gi.llama_type_map(cfg, "Q4_K_M") == real
+    assert llama_type_map(cfg, "Q4_K_M") == real
     est = gi.estimate_bpw(cfg, real)
     info = gi.read_gguf(tinycode_mixes["Q4_K_M"])
     assert est["params"] == info.n_elements and est["bytes"] == info.tensor_bytes

@@ -1,15 +1,15 @@
-"""courseutils.hessian against exact Hessians (torch.autograd.functional.hessian) and dense sums."""
+"""courseutils.calib.hessian against exact Hessians (torch.autograd.functional.hessian) and dense sums."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from courseutils.errors import CourseError
-from courseutils.hessian import (HessianAccumulator, dampen, double_backward_attention, empirical_fisher,
+from courseutils.core.errors import CourseError
+from courseutils.calib.hessian import (HessianAccumulator, dampen, double_backward_attention, empirical_fisher,
                                  hessian_inverse, hessian_vector_product, hutchinson_trace, layer_hessians,
                                  model_hutchinson)
-from courseutils.hooks import get_linear, next_token_nll
+from courseutils.calib.hooks import get_linear, next_token_nll
 from conftest import tiny_random_llama
 
 LAYER = "model.layers.0.self_attn.k_proj"   # 8 x 16 = 128 weights: its exact Hessian is cheap

@@ -1,12 +1,12 @@
-"""courseutils.linear: closed-form error bounds, brute-force grids and argument checks."""
+"""courseutils.numerics.linear: closed-form error bounds, brute-force grids and argument checks."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from courseutils.errors import CourseError
-from courseutils.linear import dequantize_linear, error_metrics, fake_quantize, quantize_linear
+from courseutils.core.errors import CourseError
+from courseutils.numerics.linear import dequantize_linear, error_metrics, fake_quantize, quantize_linear
 
 
 def _W(seed: int = 0, shape=(16, 64)) -> np.ndarray:

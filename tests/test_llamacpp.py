@@ -4,8 +4,8 @@ import gguf
 import numpy as np
 import pytest
 
-from courseutils.errors import GGUFError, QuantTypeError
-from courseutils.evaluate import perplexity_gguf
+from courseutils.core.errors import GGUFError, QuantTypeError
+from courseutils.scoring.evaluate import perplexity_gguf
 from courseutils.llamacpp import IMATRIX_REQUIRED, LlamaCpp, check_gguf, get_gguf, quant_types, quantize
 
 LADDER = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"]
@@ -30,7 +30,7 @@ def test_imatrix_types_need_an_imatrix(f16_gguf, tmp_path):
 
 
 def test_imatrix_quantization(tinycode, f16_gguf, tmp_path):
-    from courseutils.imatrix import compute_imatrix
+    from courseutils.calib.imatrix import compute_imatrix
 
     imatrix = compute_imatrix(tinycode, n_chunks=2)
     model, _ = tinycode
@@ -40,9 +40,9 @@ def test_imatrix_quantization(tinycode, f16_gguf, tmp_path):
     assert np.array_equal(imatrix["blk.0.attn_q.weight"], imatrix["blk.0.attn_v.weight"])
     # oracle: E[x_j^2] of the first block's attention input, computed directly
     import torch
-    from courseutils.corpus import corpus_text
-    from courseutils.metrics import make_chunks
-    from courseutils.train import encode
+    from courseutils.model.corpus import corpus_text
+    from courseutils.numerics.metrics import make_chunks
+    from courseutils.model.train import encode
     _, tok = tinycode
     chunks = make_chunks(encode(tok, corpus_text("calibration")), 256, tok.bos_token_id, 2)
     with torch.no_grad():
@@ -123,7 +123,7 @@ def test_imatrix_list_matches_llama_cpp(qtype, f16_gguf, tmp_path):
 
     import llama_cpp
 
-    from courseutils.llamacpp import _ftype, quiet_stderr
+    from courseutils.llamacpp.bridge import _ftype, quiet_stderr
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _ftype(qtype)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from courseutils.errors import CourseError, EvalTextError
-from courseutils.metrics import (kl_divergence, log_softmax, make_chunks, perplexity, scored_slice, token_nll,
+from courseutils.core.errors import CourseError, EvalTextError
+from courseutils.numerics.metrics import (kl_divergence, log_softmax, make_chunks, perplexity, scored_slice, token_nll,
                                  top1_agreement)
 
 

@@ -4,8 +4,8 @@ import shutil
 import pytest
 import torch
 
-from courseutils.errors import ModelError
-from courseutils.model import load_model, model_card, resolve_model
+from courseutils.core.errors import ModelError
+from courseutils.model.loader import load_model, model_card, resolve_model
 
 
 def test_tinycode_loads_with_card(tinycode):
@@ -67,8 +67,8 @@ def test_non_llama_model_is_refused(tmp_path):
 
 
 def test_cuda_request_without_gpu_is_an_error():
-    from courseutils.config import get_device
-    from courseutils.errors import CourseError
+    from courseutils.core.config import get_device
+    from courseutils.core.errors import CourseError
 
     if torch.cuda.is_available():
         assert get_device("cuda") == "cuda"

@@ -1,13 +1,13 @@
-"""courseutils.obs against the KKT system, brute force and least squares on small quadratics."""
+"""courseutils.algorithms.obs against the KKT system, brute force and least squares on small quadratics."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from courseutils.errors import CourseError
-from courseutils.hessian import dampen, hessian_inverse
-from courseutils.obs import (obd_saliency, obs_saliency, obs_update, prune, prune_magnitude, prune_obd, prune_obs,
+from courseutils.core.errors import CourseError
+from courseutils.calib.hessian import dampen, hessian_inverse
+from courseutils.algorithms.obs import (obd_saliency, obs_saliency, obs_update, prune, prune_magnitude, prune_obd, prune_obs,
                              reconstruction_error, remove_from_inverse)
 
 

@@ -5,8 +5,8 @@ matplotlib.use("Agg")
 import pytest
 from matplotlib.figure import Figure
 
-from courseutils.errors import CourseError
-from courseutils.plot_quality import chunk_scatter, quality_vs_size, size_bars, trend_vs_published
+from courseutils.core.errors import CourseError
+from courseutils.viz.plot_quality import chunk_scatter, quality_vs_size, size_bars, trend_vs_published
 
 
 def test_figures_are_returned():

@@ -1,4 +1,4 @@
-"""Instant feedback (courseutils.quiz) and its key files. Fast: no kernel is started.
+"""Instant feedback (courseutils.grading.quiz, alias courseutils.quiz) and its key files. Fast: no kernel is started.
 
 The exact comparison of every key with one regenerated from the executed instructor
 notebook, and the check of each key against the plain answers, are in
@@ -17,8 +17,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from courseutils import grading, quiz
-from courseutils.errors import CourseError
+from courseutils.grading import instructor as grading, quiz
+from courseutils.core.errors import CourseError
 
 ROOT = grading.course_root()
 QUIZZES = grading.quiz_ids(ROOT)
@@ -154,9 +154,10 @@ def test_bad_arguments_name_what_is_allowed():
         quiz.answer_hashes("number", 1.0, "s", 0.0)
 
 
-def test_quiz_module_is_light():
-    """Students' kernels import courseutils.quiz: no torch, no nbgrader, quick."""
-    code = ("import sys, time; t = time.perf_counter(); import courseutils.quiz; "
+@pytest.mark.parametrize("module", ["courseutils.grading.quiz", "courseutils.quiz"])
+def test_quiz_module_is_light(module):
+    """Students' kernels import the checker (courseutils.quiz in released notebooks): no torch, no nbgrader, quick."""
+    code = (f"import sys, time; t = time.perf_counter(); import {module}; "
             "print(time.perf_counter() - t, 'torch' in sys.modules, 'nbgrader' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1:] == ["False", "False"]

@@ -10,8 +10,8 @@ from collections import Counter
 import nbformat
 import pytest
 
-from courseutils import grading
-from courseutils.errors import CourseError
+from courseutils.grading import instructor as grading
+from courseutils.core.errors import CourseError
 
 ROOT = grading.course_root()
 QUIZZES = grading.quiz_ids(ROOT)
@@ -68,7 +68,7 @@ def test_setup_cell_silences_stderr(quiz):
     src = setup[0].source
     assert setup[0].metadata["nbgrader"]["locked"] and not setup[0].metadata["nbgrader"]["grade"]
     for needed in ('warnings.filterwarnings("ignore")', "logging.disable(logging.CRITICAL)",
-                   'os.environ["TQDM_DISABLE"] = "1"', "from courseutils.quiz import check"):
+                   'os.environ["TQDM_DISABLE"] = "1"', "from courseutils.grading.quiz import check"):
         assert needed in src
     first_question = min(q.answer_cell for q in grading.parse_quiz(nb, quiz))
     assert nb.cells.index(setup[0]) < first_question

@@ -28,8 +28,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from courseutils import grading, quiz
-from courseutils.nbgrader_plugins import nbgrader_env
+from courseutils.grading import instructor as grading, quiz
+from courseutils.grading.nbgrader_plugins import nbgrader_env
 
 ROOT = grading.course_root()
 QUIZZES = grading.quiz_ids(ROOT)
@@ -347,7 +347,7 @@ def test_time_autograde_for_benchmarks():
 
 def test_total_time_budget_stops_the_notebook(tmp_path):
     """QuizExecute: cells past the notebook's total budget are not run and get an error."""
-    from courseutils.nbgrader_plugins import QuizExecute
+    from courseutils.grading.nbgrader_plugins import QuizExecute
 
     sources = ["import time; time.sleep(1)", "time.sleep(30)", "x = 1", "y = 2"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
@@ -368,7 +368,7 @@ def test_in_process_alembic_head_matches_nbgrader():
     import subprocess
     import sys
 
-    from courseutils.nbgrader_plugins import _alembic_head
+    from courseutils.grading.nbgrader_plugins import _alembic_head
 
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     code = "import nbgrader.api as a; print(a.get_alembic_version())"

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from courseutils import grading
+from courseutils.grading import instructor as grading
 
 QUIZZES = grading.quiz_ids()
 

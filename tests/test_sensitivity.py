@@ -1,13 +1,13 @@
-"""courseutils.sensitivity and .hooks against dense oracles on a small random Llama (float64)."""
+"""courseutils.algorithms.sensitivity and calib.hooks against dense oracles on a small random Llama (float64)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from courseutils.errors import CourseError, ModelError
-from courseutils.hooks import LinearHooks, SuffixEvaluator, eval_loss_kld, get_linear, linear_layers, next_token_nll, swap_weight
-from courseutils.sensitivity import (collect_sensitivity, group_scores, group_truth, layer_noise_sensitivity,
+from courseutils.core.errors import CourseError, ModelError
+from courseutils.calib.hooks import LinearHooks, SuffixEvaluator, eval_loss_kld, get_linear, linear_layers, next_token_nll, swap_weight
+from courseutils.algorithms.sensitivity import (collect_sensitivity, group_scores, group_truth, layer_noise_sensitivity,
                                      noise_perturbation, rank_correlation, rtn_perturbation)
 from conftest import tiny_random_llama
 
@@ -203,7 +203,7 @@ def test_bad_inputs_raise_named_errors(tiny):
 
 
 def test_on_tinycode_proxies_are_positive_and_consistent(tinycode):
-    from courseutils.hooks import calibration_tokens
+    from courseutils.calib.hooks import calibration_tokens
 
     model, tok = tinycode
     tokens = calibration_tokens(tok, n_seq=2, seq_len=64)

@@ -1,4 +1,4 @@
-from courseutils.tasks import cloze_category, follows_format, function_prompts, indentation_ok, is_valid_prefix
+from courseutils.scoring.tasks import cloze_category, follows_format, function_prompts, indentation_ok, is_valid_prefix
 
 
 def test_valid_prefixes():

@@ -1,5 +1,5 @@
-from courseutils.scorecard import Rubric, smallest_passing
-from courseutils.widgets_quality import common_prefix_len, rescore, rubric_explorer
+from courseutils.scoring.scorecard import Rubric, smallest_passing
+from courseutils.viz.widgets_quality import common_prefix_len, rescore, rubric_explorer
 
 ROWS = [
     {"type": "F16", "file_bytes": 100, "ppl": 10.0, "kld": 0.0, "top1_agreement": 1.0, "format_following": 0.9,

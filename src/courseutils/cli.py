@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import CourseError
+from .core.errors import CourseError
 
 __all__ = ["main", "build_parser"]
 
@@ -18,10 +18,11 @@ __all__ = ["main", "build_parser"]
 def _info(args) -> dict:
     import platform
 
-    from .config import cache_dir, default_model, get_device
-    from .llamacpp import gpu_offload_supported, load_mode, system_info
-    from .model import model_card
-    from .scorecard import _versions
+    from .core.config import cache_dir, default_model, get_device
+    from .llamacpp.bridge import gpu_offload_supported
+    from .llamacpp.loading import load_mode, system_info
+    from .model.loader import model_card
+    from .scoring.scorecard import _versions
 
     card = model_card("tinycode")
     info = {"versions": _versions(), "device": get_device(), "llama_cpp_backend":
@@ -50,7 +51,7 @@ def _info(args) -> dict:
 
 
 def _scorecard(args) -> None:
-    from .scorecard import Rubric, format_table, run_scorecard, write_json
+    from .scoring.scorecard import Rubric, format_table, run_scorecard, write_json
 
     rubric = Rubric(max_ppl_increase=args.max_ppl_increase, max_kld=args.max_kld, min_top1=args.min_top1,
                     min_format_following=args.min_format_following, min_task_accuracy=args.min_task_accuracy)
@@ -64,25 +65,23 @@ def _scorecard(args) -> None:
 
 
 def _quantize(args) -> None:
-    from .config import atomic_path
-    from .llamacpp import check_gguf, quantize
-
-    from .llamacpp import _ftype
+    from .core.io import check_output_path
+    from .llamacpp.bridge import _ftype, check_gguf, quantize
 
     _ftype(args.type)  # fail early: unknown type
-    atomic_path(args.output, "-o/--output")  # fail early: missing directory
+    check_output_path(args.output, "-o/--output")  # fail early: missing directory
     src = Path(args.model)
     imatrix = None
     if args.imatrix:
         if src.suffix == ".gguf":
             raise CourseError("--imatrix needs the Hugging Face model (tinycode, a directory or a hub id), "
                               "not a GGUF file: the activations come from torch")
-        from .imatrix import compute_imatrix
+        from .calib.imatrix import compute_imatrix
         imatrix = compute_imatrix(args.model, progress=True)
     if src.suffix == ".gguf":
         base = check_gguf(src, "MODEL")
     else:
-        from .llamacpp import get_gguf
+        from .llamacpp.bridge import get_gguf
         base = get_gguf(args.model, "F16")
     out = quantize(base, args.output, args.type, imatrix=imatrix)
     print(f"{out} ({out.stat().st_size / 2**20:.2f} MiB, {args.type})")
@@ -96,8 +95,8 @@ def _read_text(path: str) -> str:
 
 
 def _perplexity(args) -> None:
-    from .evaluate import perplexity_gguf
-    from .scorecard import write_json
+    from .scoring.evaluate import perplexity_gguf
+    from .scoring.scorecard import write_json
 
     result = perplexity_gguf(args.gguf, _read_text(args.text), n_ctx=args.ctx, base=args.base,
                              n_chunks=args.chunks, progress=not args.quiet)
@@ -111,14 +110,14 @@ def _perplexity(args) -> None:
 
 
 def _types(args) -> None:
-    from .llamacpp import IMATRIX_REQUIRED, quant_types
+    from .llamacpp.bridge import IMATRIX_REQUIRED, quant_types
 
     for t in quant_types():
         print(f"{t:<8}{'  (needs --imatrix)' if t in IMATRIX_REQUIRED else ''}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .scorecard import DEFAULT_TYPES, Rubric
+    from .scoring.scorecard import DEFAULT_TYPES, Rubric
 
     parser = argparse.ArgumentParser(prog="python -m courseutils",
                                      description="Quantization from First Principles: course tools.")

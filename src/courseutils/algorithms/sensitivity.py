@@ -1,0 +1,358 @@
+"""Channel sensitivity from a first-order Taylor expansion of the loss (lesson 04).
+
+For a linear layer ``Y = X W^T`` (X: (N, d_in) calibration tokens, W: (d_out, d_in))
+a weight perturbation ``dW`` changes the loss by, to first order,
+
+    dL ~ <dL/dW, dW> = sum_i <G_i, dY_i>,   dY = X dW^T,   G = dL/dY  (N, d_out).
+
+Restricting ``dW`` to one input column ``j`` gives ``dL ~ <G^T X_{:,j}, dW_{:,j}>``, so the
+vector ``G^T X_{:,j}`` is the coefficient that decides how much channel ``j`` matters.
+Its expected squared norm is the *activation sensitivity* (Xu 2026, eq. 5-6):
+
+    alpha_j = E_i ||G_i^T X_ij||^2 = E_i [ X_ij^2 ||G_i||^2 ] = (X^T D X)_jj / N,
+    D = diag(||G_1||^2, ..., ||G_N||^2).
+
+**What E ranges over.** Here ``E`` is the average over calibration *tokens* ``i`` (rows
+of X), with ``G_i = dL_s/dY_i`` the gradient of the summed next-token NLL ``L_s`` of the
+token's sequence. That is the reading under which eq. 5 and eq. 6 agree: for one token
+``G^T X_{:,j}`` is ``X_ij G_i``. Averaging instead over *sequences* s the squared norm of
+the sequence gradient ``G_s^T X_{s,j}`` keeps the cross-token products
+``sum_{i != i'} X_ij X_i'j <G_i, G_i'>``; that variant (``alpha_seq``) is the column sum of the
+empirical Fisher diagonal, and is computed on request for comparison.
+
+The two simplifications of the paper:
+
+    AWQ  (uniform downstream gradient, D ~ I):  awq_j  = E_i X_ij^2          (eq. 8)
+    GPTQ (every sample weighs the same):        gptq_j = (X^T X)_jj = N awq_j (eq. 9)
+
+On one calibration set these two rank channels identically (they differ by the factor N);
+AWQ's code actually averages the first moment ``E_i |X_ij|`` (``awq_abs``), kept as a
+fourth proxy. The ground truth is measured: perturb one group of input channels (RTN or
+noise), run the model, record the change of the mean NLL and the KL divergence.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..calib.hooks import (LinearHooks, SuffixEvaluator, calibration_tokens, get_linear, iter_batches, linear_layers,
+                    model_device, next_token_nll, swap_weight)
+from ..core.errors import CourseError, ModelError
+
+__all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "rtn_perturbation", "noise_perturbation",
+           "group_truth", "group_scores", "rank_correlation", "proxy_study", "layer_noise_sensitivity",
+           "benchmark_proxies"]
+
+PROXIES = ("alpha", "awq", "gptq", "awq_abs")
+
+
+@dataclass
+class LayerSensitivity:
+    """Per-input-channel statistics of one linear layer, accumulated over calibration tokens.
+
+    Arrays are float64 numpy on the CPU; ``d_in`` entries unless noted.
+    """
+    name: str
+    n_tokens: int                 # N: rows of X seen
+    alpha: np.ndarray             # (X^T D X)_jj / N   eq. 6, D_ii = ||G_i||^2
+    awq: np.ndarray               # E_i X_ij^2         eq. 8
+    gptq: np.ndarray              # (X^T X)_jj         eq. 9
+    awq_abs: np.ndarray           # E_i |X_ij|         AWQ's activation statistic
+    grad: np.ndarray              # (d_out, d_in) d(mean NLL)/dW, the first-order coefficient
+    alpha_seq: np.ndarray | None = field(default=None)  # E_s ||G_s^T X_{s,j}||^2 (cross terms kept)
+
+    def proxy(self, kind: str) -> np.ndarray:
+        """One of ``PROXIES`` (plus ``alpha_seq`` when collected) as a ``(d_in,)`` array."""
+        allowed = PROXIES + (("alpha_seq",) if self.alpha_seq is not None else ())
+        if kind not in allowed:
+            raise CourseError(f"proxy={kind!r}; allowed: {allowed}")
+        return getattr(self, kind)
+
+
+class _Accumulator:
+    """Running sums for every hooked layer; nothing per token is kept."""
+
+    def __init__(self, per_sequence: bool):
+        self.per_sequence = per_sequence
+        self.sums: dict[str, dict] = {}
+        self.batch_shape = (1, 1)  # (B, T) of the batch in flight, for per-sequence sums
+
+    def _slot(self, name, d_in, d_out, device):
+        import torch
+
+        if name not in self.sums:
+            z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
+            self.sums[name] = {"n": 0, "x2g2": z(d_in), "x2": z(d_in), "xabs": z(d_in),
+                               "gx": z(d_out, d_in), "seq": z(d_in)}
+        return self.sums[name]
+
+    def __call__(self, name, X, G):  # X: (N, d_in)  G: (N, d_out)
+        s = self._slot(name, X.shape[1], G.shape[1], X.device)
+        g2 = (G * G).sum(1)                                  # (N,)  D_ii = ||G_i||^2
+        X2 = X * X                                           # (N, d_in)
+        s["n"] += X.shape[0]
+        s["x2g2"] += (X2 * g2[:, None]).sum(0).double()      # diag(X^T D X)
+        s["x2"] += X2.sum(0).double()                        # diag(X^T X)
+        s["xabs"] += X.abs().sum(0).double()
+        s["gx"] += (G.T @ X).double()                        # G^T X = dL/dW for the summed loss
+        if self.per_sequence:
+            B, T = self.batch_shape
+            for b in range(B):                               # one (d_out, d_in) at a time
+                gs = G[b * T:(b + 1) * T].T @ X[b * T:(b + 1) * T]
+                s["seq"] += (gs * gs).sum(0).double()
+
+
+def collect_sensitivity(model, tokens, layers: list[str] | None = None, batch_size: int = 4,
+                        per_sequence: bool = False, progress: bool = True) -> dict[str, LayerSensitivity]:
+    """Accumulate ``alpha``, ``awq``, ``gptq``, ``awq_abs`` and the gradient for linear layers.
+
+    One forward and one backward pass per batch of calibration sequences. The loss of a
+    batch is the *sum* of next-token NLLs, so ``G_i`` does not depend on the batch size;
+    ``grad`` is rescaled to the gradient of the *mean* NLL per predicted token.
+
+    Args:
+        model: a causal LM (``LlamaForCausalLM``) on any device.
+        tokens: ``(n_seq, T)`` calibration token ids (e.g. :func:`calibration_tokens`).
+        layers: linear-layer names (default: all but ``lm_head``).
+        per_sequence: also compute ``alpha_seq`` (costs one ``(d_out, d_in)`` product per sequence).
+
+    Returns:
+        ``{layer name: LayerSensitivity}`` in model order.
+    """
+    import torch
+
+    names = layers if layers is not None else [n for n, _ in linear_layers(model)]
+    acc = _Accumulator(per_sequence)
+    device = model_device(model)
+    n_pred = n_seq = 0
+    was_training = model.training
+    model.eval()                                             # no dropout: the statistics of the deployed model
+    try:
+        with LinearHooks(model, names, on_backward=acc):
+            for batch in iter_batches(tokens, batch_size, "alpha, AWQ, GPTQ statistics", progress):
+                batch = batch.to(device)
+                acc.batch_shape = tuple(batch.shape)
+                loss = next_token_nll(model, batch).sum()
+                if not torch.isfinite(loss):
+                    raise CourseError(f"the model's loss on a calibration batch is {float(loss)}; "
+                                      "cannot take gradients")
+                loss.backward()
+                n_pred += batch.shape[0] * (batch.shape[1] - 1)
+                n_seq += batch.shape[0]
+    finally:
+        model.train(was_training)
+    missing = [n for n in names if n not in acc.sums]
+    if missing:
+        raise ModelError(f"layers={missing[:3]!r} received no gradient: they are not on the path from the "
+                         "input tokens to the loss")
+    out = {}
+    for name in names:
+        s = acc.sums[name]
+        n = s["n"]
+        out[name] = LayerSensitivity(
+            name=name, n_tokens=n,
+            alpha=(s["x2g2"] / n).cpu().numpy(), awq=(s["x2"] / n).cpu().numpy(), gptq=s["x2"].cpu().numpy(),
+            awq_abs=(s["xabs"] / n).cpu().numpy(), grad=(s["gx"] / n_pred).cpu().numpy(),
+            alpha_seq=(s["seq"] / n_seq).cpu().numpy() if per_sequence else None)
+    return out
+
+
+def _weight_np(W) -> np.ndarray:
+    return W.detach().float().cpu().numpy() if hasattr(W, "detach") else np.asarray(W, dtype=np.float32)
+
+
+def rtn_perturbation(W, bits: int = 4, group_size: int = 32) -> np.ndarray:
+    """``dW = RTN(W) - W``: zero-point round-to-nearest with one (s, z) per ``group_size`` inputs of a row.
+
+    Uses :func:`courseutils.numerics.linear.fake_quantize` (lesson 01); returns float32 (d_out, d_in).
+    """
+    from ..numerics.linear import fake_quantize
+
+    W = _weight_np(W)
+    return fake_quantize(W, bits=bits, scheme="zeropoint", granularity="group", group_size=group_size) - W
+
+
+def noise_perturbation(W, rel: float = 0.05, seed: int = 0) -> np.ndarray:
+    """Gaussian ``dW`` with RMS ``rel * RMS(W)``, the same size for every column (float32)."""
+    if not (isinstance(rel, (int, float)) and rel > 0):
+        raise CourseError(f"rel={rel!r}; allowed: a positive number (noise RMS relative to the weights' RMS)")
+    W = _weight_np(W)
+    rms = float(np.sqrt(np.mean(W.astype(np.float64) ** 2)))
+    return (np.random.default_rng(seed).standard_normal(W.shape) * rel * rms).astype(np.float32)
+
+
+def _as_tensor(a: np.ndarray, like):
+    """``a`` as a tensor on ``like``'s device and dtype."""
+    import torch
+
+    return torch.as_tensor(a, device=like.device, dtype=like.dtype)
+
+
+def _groups(d_in: int, channel_group: int) -> list[slice]:
+    if not isinstance(channel_group, int) or channel_group < 1 or d_in % channel_group:
+        raise CourseError(f"channel_group={channel_group!r}; allowed: a positive divisor of d_in={d_in}")
+    return [slice(a, a + channel_group) for a in range(0, d_in, channel_group)]
+
+
+def _check_dW(dW, module) -> np.ndarray:
+    dW = _weight_np(dW)
+    if dW.shape != tuple(module.weight.shape):
+        raise CourseError(f"dW has shape {dW.shape}; the layer's weight has shape {tuple(module.weight.shape)} "
+                          "(d_out, d_in)")
+    return dW
+
+
+def group_truth(model, layer: str, dW, tokens, channel_group: int = 16, evaluator: SuffixEvaluator | None = None,
+                batch_size: int = 8, progress: bool = True) -> dict[str, np.ndarray]:
+    """Measured effect of perturbing one group of input channels at a time.
+
+    For each group ``J`` of ``channel_group`` consecutive input channels, run the model with
+    ``W + dW[:, J]`` (every other column untouched) and record
+
+        delta_loss_J = mean NLL(W + dW_J) - mean NLL(W),    kld_J = mean KL(p_W || p_{W+dW_J}).
+
+    Args:
+        dW: (d_out, d_in) perturbation, e.g. :func:`rtn_perturbation`.
+        tokens: ``(n_seq, T)`` evaluation token ids (ignored when ``evaluator`` is given).
+        evaluator: a :class:`courseutils.calib.hooks.SuffixEvaluator` of the unperturbed model on the
+            evaluation tokens, to reuse across layers (only blocks from ``layer``'s on are rerun).
+
+    Returns:
+        ``{"delta_loss": (n_groups,), "kld": (n_groups,)}``.
+    """
+    from tqdm.auto import tqdm
+
+    module = get_linear(model, layer)
+    dW = _check_dW(dW, module)
+    evaluator = evaluator or SuffixEvaluator(model, tokens, batch_size)
+    W = module.weight.detach().clone()
+    dW_t = _as_tensor(dW, W)
+    groups = _groups(W.shape[1], channel_group)
+    dl, kl = np.zeros(len(groups)), np.zeros(len(groups))
+    for g, J in enumerate(tqdm(groups, desc=f"perturbing channel groups of {layer}", disable=not progress,
+                               leave=False)):
+        W_new = W.clone()
+        W_new[:, J] += dW_t[:, J]
+        with swap_weight(model, layer, W_new):
+            dl[g], kl[g] = evaluator.measure(layer)
+    return {"delta_loss": dl, "kld": kl}
+
+
+def group_scores(stats: LayerSensitivity, dW, channel_group: int = 16) -> dict[str, np.ndarray]:
+    """Each proxy's prediction for perturbing one channel group with ``dW``.
+
+    ``score_J = sum_{j in J} proxy_j ||dW_{:,j}||^2`` (a proxy ranks channels; the size of the
+    perturbation each column actually gets multiplies it, as in eq. 3), plus the signed
+    first-order prediction ``first_order_J = sum_{j in J} <grad_{:,j}, dW_{:,j}>`` (eq. 4).
+    """
+    dW = _weight_np(dW).astype(np.float64)
+    if dW.shape != stats.grad.shape:
+        raise CourseError(f"dW has shape {dW.shape}; layer {stats.name!r} has weight shape {stats.grad.shape}")
+    groups = _groups(dW.shape[1], channel_group)
+    col2 = (dW * dW).sum(0)                                    # ||dW_{:,j}||^2  (d_in,)
+    kinds = PROXIES + (("alpha_seq",) if stats.alpha_seq is not None else ())
+    out = {k: np.array([(stats.proxy(k)[J] * col2[J]).sum() for J in groups]) for k in kinds}
+    fo = (stats.grad * dW).sum(0)                              # <grad_j, dW_j>  (d_in,)
+    out["first_order"] = np.array([fo[J].sum() for J in groups])
+    return out
+
+
+def rank_correlation(pred, truth) -> dict[str, float]:
+    """Spearman's rho and Kendall's tau of ``pred`` against ``truth`` (scipy.stats)."""
+    from scipy import stats
+
+    pred, truth = np.asarray(pred, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if pred.shape != truth.shape or pred.ndim != 1 or pred.size < 3:
+        raise CourseError(f"pred {pred.shape} and truth {truth.shape} must be 1-D of the same length >= 3")
+    if np.ptp(pred) == 0 or np.ptp(truth) == 0:
+        raise CourseError("pred or truth is constant: a rank correlation is undefined")
+    return {"spearman": float(stats.spearmanr(pred, truth).statistic),
+            "kendall": float(stats.kendalltau(pred, truth).statistic)}
+
+
+def proxy_study(model, calib_tokens, eval_tokens, layers: list[str], bits: int = 3, group_size: int = 32,
+                n_groups: int = 16, truth: str = "kld", batch_size: int = 8, stats: dict | None = None,
+                progress: bool = True) -> dict:
+    """Proxies against measured truth for each layer: lesson 04's experiment in one call.
+
+    For every layer: ``dW = rtn_perturbation(W, bits, group_size)``; its input channels are
+    split into ``n_groups`` groups of ``d_in / n_groups`` consecutive channels; the measured
+    :func:`group_truth` on ``eval_tokens`` and the :func:`group_scores` from
+    ``calib_tokens`` (or the given ``stats``); then the rank correlation of each score with
+    ``truth`` (``"kld"`` or ``"delta_loss"``) per layer and pooled over all layers' groups.
+    Costs ``n_groups`` forward passes over ``eval_tokens`` per layer.
+
+    Returns:
+        ``{"layers": {name: {"channel_group", "truth": {...}, "scores": {...},
+        "corr": {score: {spearman, kendall}}}}, "overall": {score: {spearman, kendall}}, "seconds"}``.
+    """
+    from tqdm.auto import tqdm
+
+    if truth not in ("kld", "delta_loss"):
+        raise CourseError(f"truth={truth!r}; allowed: 'kld', 'delta_loss'")
+    if not isinstance(n_groups, int) or n_groups < 3:
+        raise CourseError(f"n_groups={n_groups!r}; allowed: an integer >= 3 (rank correlations need 3 points)")
+    t0 = time.perf_counter()
+    stats = stats or collect_sensitivity(model, calib_tokens, layers, batch_size=batch_size, progress=progress)
+    evaluator = SuffixEvaluator(model, eval_tokens, batch_size)
+    result: dict = {"layers": {}}
+    for name in tqdm(layers, desc="measuring true sensitivity", disable=not progress):
+        W = get_linear(model, name).weight
+        if W.shape[1] % n_groups:
+            raise CourseError(f"n_groups={n_groups} does not divide d_in={W.shape[1]} of layer {name!r}")
+        cg = W.shape[1] // n_groups
+        dW = rtn_perturbation(W, bits, group_size)
+        t = group_truth(model, name, dW, eval_tokens, cg, evaluator, batch_size, progress=False)
+        sc = group_scores(stats[name], dW, cg)
+        result["layers"][name] = {"channel_group": cg, "truth": t, "scores": sc,
+                                  "corr": {k: rank_correlation(v, t[truth]) for k, v in sc.items()}}
+    pooled_truth = np.concatenate([r["truth"][truth] for r in result["layers"].values()])
+    kinds = next(iter(result["layers"].values()))["scores"].keys()
+    result["overall"] = {k: rank_correlation(np.concatenate([r["scores"][k] for r in result["layers"].values()]),
+                                             pooled_truth) for k in kinds}
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def layer_noise_sensitivity(model, tokens, layers: list[str] | None = None, rel: float = 0.05,
+                            seeds: tuple[int, ...] = (0,), batch_size: int = 8,
+                            progress: bool = True) -> dict[str, dict[str, float]]:
+    """Per-layer noise injection: Gaussian noise of RMS ``rel * RMS(W)`` on one layer at a time.
+
+    Returns ``{layer: {"delta_loss": mean over seeds, "kld": mean over seeds}}``.
+    """
+    from tqdm.auto import tqdm
+
+    names = layers if layers is not None else [n for n, _ in linear_layers(model)]
+    evaluator = SuffixEvaluator(model, tokens, batch_size)
+    out = {}
+    for name in tqdm(names, desc="noise injection per layer", disable=not progress):
+        W = get_linear(model, name).weight.detach()
+        dl, kl = [], []
+        for seed in seeds:
+            with swap_weight(model, name, W + _as_tensor(noise_perturbation(W, rel, seed), W)):
+                d, k = evaluator.measure(name)
+            dl.append(d)
+            kl.append(k)
+        out[name] = {"delta_loss": float(np.mean(dl)), "kld": float(np.mean(kl))}
+    return out
+
+
+def benchmark_proxies(model: str = "tinycode", n_seq: int = 16, seq_len: int = 128, batch_size: int = 4,
+                      device: str | None = None) -> dict:
+    """Time :func:`collect_sensitivity` on every linear layer (all three proxies at once).
+
+    Returns ``{"seconds", "n_layers", "n_tokens", "device", "tokens_per_second"}``; the model
+    load is not timed. ``benchmarks/run.py`` reports it (budget: < 30 s on 2 CPU cores).
+    """
+    from ..model.loader import load_model
+
+    m, tok = load_model(model, device=device)
+    tokens = calibration_tokens(tok, n_seq=n_seq, seq_len=seq_len)
+    t0 = time.perf_counter()
+    stats = collect_sensitivity(m, tokens, batch_size=batch_size, progress=False)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "n_layers": len(stats), "n_tokens": int(tokens.numel()),
+            "device": str(model_device(m)), "tokens_per_second": tokens.numel() / seconds}

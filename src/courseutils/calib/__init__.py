@@ -1,0 +1,8 @@
+"""Layer calib: what a model does on calibration text, captured for the algorithms.
+
+- ``hooks``: forward/backward hooks on linear layers, calibration batches, weight swaps.
+- ``imatrix``: llama.cpp's importance matrix (mean squared activation per input column).
+- ``hessian``: Hessian and Fisher capture per linear layer, damping and inversion.
+
+May import: core, numerics, model, ggml, llamacpp.
+"""

@@ -1,0 +1,11 @@
+"""Layer grading: quizzes, their instant-feedback keys and nbgrader.
+
+- ``quiz``: ``check`` and friends, the instant feedback students see (no torch, no nbgrader;
+  also importable as ``courseutils.quiz``).
+- ``quiz_keys``: parsing quiz notebooks and writing their hashed keys.
+- ``nbgrader_plugins``: the preprocessors ``quizzes/nbgrader_config.py`` names.
+- ``instructor``: release, collect, autograde, feedback, grades; ``python -m courseutils.grading``.
+
+May import: core, numerics, model, ggml, llamacpp, calib, algorithms, scoring, viz.
+This file imports nothing, so ``import courseutils.grading.quiz`` stays light.
+"""

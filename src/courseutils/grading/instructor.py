@@ -1,0 +1,391 @@
+"""Instructor side of the quizzes: release, collect, autograde, feedback, grades, and keys.
+
+Everything goes through nbgrader's own Python API (:class:`nbgrader.apps.NbGraderAPI`)
+on the course root ``quizzes/`` (found from this file, so the commands work from any
+directory; ``--root`` points elsewhere). The command line (every command has ``--help``)::
+
+    python -m courseutils.grading keys      [--quiz all|NN_slug] [--check]   # make quiz-keys
+    python -m courseutils.grading release   [--quiz all|NN_slug]             # make release
+    python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
+    python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force]
+    python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
+    python -m courseutils.grading grades    [--out FILE]                     # quizzes/grades.csv
+
+Parsing quiz notebooks and building the instant-feedback keys live in
+:mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
+:mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Autograding executes
+student code: run it under a separate account or in a container (docs/INSTRUCTORS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbgrader.utils import is_solution
+
+from ..core.errors import CourseError
+from ..core.io import atomic_path
+from .nbgrader_plugins import HideTestOutputs, QuizExecute, StripQuizMetadata, nbgrader_env
+from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
+                        execute_solutions, key_in_sync, parse_quiz, quiz_ids, source_digest, write_key)
+
+__all__ = [
+    "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
+    "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "student_copies", "collect", "autograde",
+    "feedback", "export_grades", "scores", "question_scores", "solution_submission", "time_autograde",
+    "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "main",
+]
+
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def load_config(root: str | os.PathLike | None = None, timeout: int | None = None,
+                total_timeout: int | None = None):
+    """nbgrader's configuration: ``nbgrader_config.py`` with the root (and limits) set."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = course_root(root)
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    cfg.CourseDirectory.root = str(root)
+    if timeout is not None:
+        cfg.Execute.timeout = int(timeout)
+    if total_timeout is not None:
+        cfg.QuizExecute.total_timeout = int(total_timeout)
+    return cfg
+
+
+def _api(root: Path, **limits):
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    cfg = load_config(root, **limits)
+    return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
+
+
+# --------------------------------------------------------------------------- nbgrader steps
+def _result(result: dict, what: str) -> str:
+    if not result.get("success"):
+        raise CourseError(f"{what} failed:\n{result.get('error', '')}\n{result.get('log', '')}")
+    return result.get("log", "")
+
+
+def release(quiz: str = "all", root: str | os.PathLike | None = None) -> list[Path]:
+    """Generate the student versions ``release/<quiz>/<quiz>.ipynb`` (and the gradebook entries)."""
+    root = course_root(root)
+    api = _api(root)
+    out = []
+    for q in _select(quiz, root):
+        with nbgrader_env():
+            _result(api.generate_assignment(q, force=True, create=True), f"release of {q}")
+        out.append(root / "release" / q / f"{q}.ipynb")
+    return out
+
+
+def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
+                   out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Write answer-free student versions to ``<root>/student/<quiz>/<quiz>.ipynb`` (committed to git).
+
+    The folder depth matches ``source/`` and ``release/``, so a quiz's relative link to its
+    lesson works from every copy.
+
+    They are nbgrader's release output, generated in a temporary copy of the course root
+    (so the real gradebook is untouched). Lessons link to them, so a self-learner on Colab
+    or on GitHub never opens the instructor version with its solutions.
+    """
+    import shutil
+    import tempfile
+
+    root = course_root(root)
+    out_dir = Path(out_dir) if out_dir is not None else root / "student"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "course"
+        shutil.copytree(root, work, ignore=shutil.ignore_patterns("release", "submitted", "autograded", "feedback",
+                                                                  "student", "gradebook.db", "*.csv"))
+        for released in release(quiz, work):
+            target = out_dir / released.parent.name / released.name
+            target.parent.mkdir(exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(released, tmp)
+            written.append(target)
+    return written
+
+
+def collect(quiz: str, student: str, notebook: str | os.PathLike,
+            root: str | os.PathLike | None = None) -> Path:
+    """Copy a student's notebook to ``submitted/<student>/<quiz>/<quiz>.ipynb``.
+
+    Refuses to overwrite an existing submission: move or delete it yourself first.
+    """
+    root = course_root(root)
+    _select(quiz, root)
+    if not STUDENT_ID.fullmatch(student or ""):
+        raise CourseError(f"student={student!r}: use letters, digits, '_', '-' or '.'")
+    src = Path(notebook)
+    if not src.is_file():
+        raise CourseError(f"notebook={str(notebook)!r} is not a file")
+    try:
+        nbformat.read(str(src), as_version=4)
+    except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
+        raise CourseError(f"notebook={str(notebook)!r} is not a readable notebook ({exc})") from exc
+    dest_dir = root / "submitted" / student / quiz
+    dest = dest_dir / f"{quiz}.ipynb"
+    if dest.exists():
+        raise CourseError(f"{dest} exists: a submission is never overwritten; remove it first to replace it")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:  # an interrupted copy must not pass for a submission
+        shutil.copyfile(src, tmp)
+    stamp = dest_dir / "timestamp.txt"
+    if not stamp.exists():
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z"), encoding="utf-8")
+    return dest
+
+
+def _gradebook(root: Path):
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+
+    cfg = load_config(root)
+    with nbgrader_env():  # opening a gradebook runs the alembic script
+        return Gradebook(CourseDirectory(config=cfg).db_url, cfg.CourseDirectory.course_id)
+
+
+def _released(quiz: str, root: Path) -> bool:
+    """Whether ``quiz`` has a release folder and gradebook entries (autograding needs both)."""
+    from nbgrader.api import MissingEntry
+
+    if not (root / "release" / quiz).is_dir():
+        return False
+    with _gradebook(root) as gb:
+        try:
+            gb.find_assignment(quiz)
+        except MissingEntry:
+            return False
+    return True
+
+
+def _per_submission(quiz: str, root: str | os.PathLike | None, read) -> dict:
+    """``{student: read(submission)}`` for every submission of ``quiz`` in the gradebook."""
+    from nbgrader.api import MissingEntry
+
+    with _gradebook(course_root(root)) as gb:
+        try:
+            assignment = gb.find_assignment(quiz)
+        except MissingEntry:
+            return {}
+        return {sub.student.id: read(sub) for sub in assignment.submissions}
+
+
+def scores(quiz: str, root: str | os.PathLike | None = None) -> dict[str, tuple[float, float]]:
+    """``{student: (score, max_score)}`` of ``quiz`` from the gradebook."""
+    return _per_submission(quiz, root, lambda sub: (float(sub.score), float(sub.max_score)))
+
+
+def question_scores(quiz: str, root: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
+    """``{student: {grade_id: score}}`` of ``quiz``'s graded test cells, from the gradebook."""
+    return _per_submission(quiz, root, lambda sub: {g.name: float(g.score) for nb in sub.notebooks
+                                                    for g in nb.grades})
+
+
+def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*",
+              force: bool = False, timeout: int | None = None,
+              total_timeout: int | None = None) -> dict[str, dict]:
+    """Autograde ``submitted/<student>/<quiz>/`` in one nbgrader run per quiz.
+
+    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...], "log": str}}``.
+    A submission nbgrader cannot process (kernel died, unreadable notebook) is listed in
+    ``failed`` and the others are still graded. Submissions are only read, never changed.
+    """
+    root = course_root(root)
+    api = _api(root, timeout=timeout, total_timeout=total_timeout)
+    report: dict[str, dict] = {}
+    for q in _select(quiz, root):
+        submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"{student}/{q}")
+                           if p.is_dir()) if (root / "submitted").is_dir() else []
+        if not submitted:
+            report[q] = {"graded": {}, "failed": [], "log": "no submissions"}
+            continue
+        if not _released(q, root):
+            release(q, root)
+        with nbgrader_env():
+            result = api.autograde(q, student, force=force, create=True)
+        done = {s for s in submitted if (root / "autograded" / s / q / f"{q}.ipynb").is_file()}
+        graded = {s: v for s, v in scores(q, root).items() if s in done}
+        report[q] = {"graded": graded, "failed": sorted(set(submitted) - done),
+                     "log": result.get("log", "") + result.get("error", "")}
+    return report
+
+
+def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*") -> list[Path]:
+    """HTML feedback ``feedback/<student>/<quiz>/<quiz>.html`` without hidden tests."""
+    root = course_root(root)
+    api = _api(root)
+    out: list[Path] = []
+    for q in _select(quiz, root):
+        if not list((root / "autograded").glob(f"{student}/{q}")):
+            continue
+        with nbgrader_env():
+            _result(api.generate_feedback(q, student, force=True), f"feedback of {q}")
+        out += sorted((root / "feedback").glob(f"{student}/{q}/*.html"))
+    return out
+
+
+def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> Path:
+    """Write every grade in the gradebook to a CSV (default ``quizzes/grades.csv``) with nbgrader's exporter."""
+    from nbgrader.plugins import CsvExportPlugin
+
+    root = course_root(root)
+    final = Path(out) if out is not None else root / "grades.csv"
+    with atomic_path(final) as tmp, _gradebook(root) as gb:
+        CsvExportPlugin(to=str(tmp)).export(gb)
+    return final
+
+
+# --------------------------------------------------------------------------- submissions and timing
+def _strip_solution_markers(source: str) -> str:
+    return "\n".join(line for line in source.split("\n") if line.strip() not in SOLUTION_MARKERS)
+
+
+def solution_submission(released, source) -> Any:
+    """A released notebook with every answer cell filled in from the instructor version."""
+    answers = {_grade_id(c): c["source"] for c in source["cells"] if is_solution(c)}
+    nb = copy.deepcopy(released)
+    for cell in nb["cells"]:
+        if is_solution(cell) and _grade_id(cell) in answers:
+            cell["source"] = _strip_solution_markers(answers[_grade_id(cell)])
+    return nb
+
+
+def time_autograde(quiz: str = "00_setup_and_tour", root: str | os.PathLike | None = None) -> float:
+    """Seconds nbgrader takes to autograde one correct submission of ``quiz``.
+
+    Works in a temporary copy of the course root (release, submit the solutions, autograde);
+    raises :class:`CourseError` if the solutions do not score full marks.
+    """
+    root = course_root(root)
+    _select(quiz, root)
+    with tempfile.TemporaryDirectory(prefix="quiz-timing-") as tmp:
+        work = Path(tmp) / "quizzes"
+        work.mkdir()
+        shutil.copy(root / "nbgrader_config.py", work)
+        shutil.copytree(root / "source" / quiz, work / "source" / quiz)
+        released = _read(release(quiz, work)[0])
+        sub = work / "submitted" / "timing" / quiz
+        sub.mkdir(parents=True)
+        nbformat.write(solution_submission(released, _read(_source_path(quiz, work))), str(sub / f"{quiz}.ipynb"))
+        start = time.perf_counter()
+        report = autograde(quiz, work)[quiz]
+        seconds = time.perf_counter() - start
+        score = report["graded"].get("timing")
+        if score is None or score[0] != score[1]:
+            raise CourseError(f"time_autograde({quiz!r}): the solutions scored {score}; see the log:\n{report['log']}")
+    return seconds
+
+
+# --------------------------------------------------------------------------- command line
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=None, help="course root holding nbgrader_config.py (default: the repository's quizzes/)")
+    any_quiz = argparse.ArgumentParser(add_help=False)
+    any_quiz.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
+    any_student = argparse.ArgumentParser(add_help=False)
+    any_student.add_argument("--student", default="*", help="one student id (default: all)")
+    p = argparse.ArgumentParser(prog="python -m courseutils.grading", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    k = sub.add_parser("keys", parents=[common, any_quiz], help="regenerate the instant-feedback keys (make quiz-keys)",
+                       description="Execute each instructor notebook and write src/courseutils/data/quiz_keys/<quiz>.json.")
+    k.add_argument("--check", action="store_true", help="only report keys that are out of date; exit 1 if any")
+    sub.add_parser("release", parents=[common, any_quiz], help="write student versions to quizzes/release/",
+                   description="nbgrader generate_assignment: solutions and hidden tests removed.")
+    sub.add_parser("students", parents=[common, any_quiz], help="write answer-free copies to quizzes/student/ (committed)",
+                   description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
+    c = sub.add_parser("collect", parents=[common], help="copy one student's notebook into quizzes/submitted/",
+                       description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb; never overwrites.")
+    c.add_argument("--quiz", required=True, help="the quiz NN_slug")
+    c.add_argument("--student", required=True, help="student id (letters, digits, _ - .)")
+    c.add_argument("notebook", help="the student's .ipynb file")
+    a = sub.add_parser("autograde", parents=[common, any_quiz, any_student], help="grade quizzes/submitted/ (runs student code!)",
+                       description="nbgrader autograde in one run per quiz. Runs student code: use a separate account or container.")
+    a.add_argument("--force", action="store_true", help="regrade submissions that were already autograded")
+    a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py, 60)")
+    sub.add_parser("feedback", parents=[common, any_quiz, any_student], help="HTML feedback without hidden tests in quizzes/feedback/",
+                   description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
+    g = sub.add_parser("grades", parents=[common], help="export all grades to quizzes/grades.csv",
+                       description="nbgrader's CSV export of the gradebook.")
+    g.add_argument("--out", default=None, help="CSV path (default: <root>/grades.csv)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (1: a key is stale or a submission failed)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    root = course_root(args.root)
+    if args.cmd == "keys":
+        stale = []
+        for q in _select(args.quiz, root):
+            if args.check:
+                if not key_in_sync(q, root):
+                    stale.append(q)
+                continue
+            t0 = time.perf_counter()
+            path = write_key(build_key(q, root)[0])
+            print(f"{q}: wrote {path} ({time.perf_counter() - t0:.1f} s)")
+        if args.check:
+            print("keys out of date: " + ", ".join(stale) + " (run `make quiz-keys`)" if stale else "all keys in sync")
+        return 1 if stale else 0
+    if args.cmd == "release":
+        for path in release(args.quiz, root):
+            print(f"released {path}")
+        return 0
+    if args.cmd == "students":
+        for path in student_copies(args.quiz, root):
+            print(f"wrote {path}")
+        return 0
+    if args.cmd == "collect":
+        print(f"collected {collect(args.quiz, args.student, args.notebook, root)}")
+        return 0
+    if args.cmd == "autograde":
+        status = 0
+        for q, rep in autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout).items():
+            if not rep["graded"] and not rep["failed"]:
+                print(f"{q}: nothing to grade in {root / 'submitted'}/{args.student}/{q}")
+            for s, (score, total) in sorted(rep["graded"].items()):
+                print(f"{q}  {s:<20} {score:g}/{total:g}")
+            for s in rep["failed"]:
+                status = 1
+                print(f"{q}  {s:<20} FAILED: nbgrader could not grade it; see the log below")
+            if rep["failed"]:
+                print(rep["log"][-4000:])
+        return status
+    if args.cmd == "feedback":
+        for path in feedback(args.quiz, root, student=args.student):
+            print(f"feedback {path}")
+        return 0
+    if args.cmd == "grades":
+        print(f"wrote {export_grades(args.out, root)}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The course's nbgrader plug-ins, and the environment nbgrader runs in.
+
+``quizzes/nbgrader_config.py`` names these preprocessors by their import path:
+
+- :class:`QuizExecute` (autograde): nbgrader's Execute plus a total time budget per notebook.
+- :class:`HideTestOutputs` (feedback): a failing test cell shows one line, no traceback.
+- :class:`StripQuizMetadata` (release): drops the authoring metadata ``cell.metadata["quiz"]``.
+
+:func:`nbgrader_env` wraps every call into nbgrader made by :mod:`courseutils.grading`.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import nbformat
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_solution
+from traitlets import Integer
+
+__all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "nbgrader_env"]
+
+
+class QuizExecute(Execute):
+    """nbgrader's Execute with a total time budget per notebook.
+
+    Each cell may run ``timeout`` seconds (then it is interrupted and scores 0); once the
+    notebook's cells have used ``total_timeout`` seconds (counted from the first cell, so a
+    slow kernel start costs nothing), the remaining code cells are not run and get an error
+    output, so their tests score 0 and the batch moves on.
+    """
+
+    total_timeout = Integer(300, help="Seconds the cells of one notebook may run in all.").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._per_cell = self.timeout
+        self._deadline = None
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            self.timeout = self._per_cell
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return super().preprocess_cell(cell, resources, index)
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.total_timeout
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            cell.outputs = [nbformat.v4.new_output(
+                "error", ename="TotalTimeoutError",
+                evalue=f"not run: the notebook used its {self.total_timeout} s budget",
+                traceback=[f"TotalTimeoutError: not run: the notebook used its {self.total_timeout} s budget"])]
+            return cell, resources
+        self.timeout = max(1, min(self._per_cell or math.inf, math.ceil(remaining)))
+        return super().preprocess_cell(cell, resources, index)
+
+
+class HideTestOutputs(NbGraderPreprocessor):
+    """Feedback: replace a test cell's outputs by one line naming its error, if any.
+
+    Tracebacks quote the failing line (a hidden assertion), and a student's function may
+    print the hidden inputs it was called with; neither may reach the feedback.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and is_grade(cell) and not is_solution(cell):
+            outputs = []
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            if errors:
+                evalue = (str(errors[0].get("evalue", "")).splitlines() or [""])[0][:200]
+                line = f"{errors[0].ename}: {evalue}" if evalue else errors[0].ename
+                outputs.append(nbformat.v4.new_output("error", ename=errors[0].ename, evalue=evalue,
+                                                      traceback=[line]))
+            elif any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs):
+                outputs.append(nbformat.v4.new_output(
+                    "stream", name="stdout", text="This test cell wrote to stderr, which nbgrader scores as 0.\n"))
+            cell.outputs = outputs
+        return cell, resources
+
+
+class StripQuizMetadata(NbGraderPreprocessor):
+    """Release: drop the authoring metadata ``cell.metadata["quiz"]`` from every cell."""
+
+    def preprocess_cell(self, cell, resources, index):
+        cell.metadata.pop("quiz", None)
+        return cell, resources
+
+
+
+@functools.lru_cache(maxsize=1)
+def _alembic_head() -> str:
+    """The newest revision of nbgrader's gradebook schema, read in this process."""
+    import nbgrader
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(nbgrader.__file__).parent / "alembic"))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def _cache_alembic_head() -> None:
+    """Make nbgrader ask its database schema version once per process, without a subprocess.
+
+    nbgrader runs the ``alembic heads`` script (one to several seconds) every time it opens
+    the gradebook, which autograding does several times per student. The answer depends
+    only on the installed nbgrader, so nbgrader.api's function is replaced by
+    :func:`_alembic_head`, which reads the same revision with alembic's Python API.
+    """
+    import nbgrader.api as nbapi
+
+    nbapi.get_alembic_version = _alembic_head
+
+
+@contextlib.contextmanager
+def nbgrader_env(**extra: str) -> Iterator[None]:
+    """Environment for nbgrader and the kernels it starts, restored afterwards.
+
+    This Python's ``bin/`` goes first on PATH (nbgrader runs the ``alembic`` script of its
+    environment, missing from PATH when the venv is not activated), this courseutils is
+    importable in the kernels, and ``extra`` variables are set.
+    """
+    src = str(Path(__file__).resolve().parents[2])
+    saved = dict(os.environ)
+    os.environ.update(extra)
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), saved.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join([src] + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
+    _cache_alembic_head()
+    try:
+        with warnings.catch_warnings():
+            # nbgrader's gradebook code trips SQLAlchemy 2 "not in session" warnings, and cells
+            # it re-adds have no id; neither affects the grades.
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            warnings.filterwarnings("ignore", message="Cell is missing an id field")
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

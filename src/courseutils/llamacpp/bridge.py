@@ -1,0 +1,284 @@
+"""The bridge to llama.cpp (through llama-cpp-python): quantize, load, get logits, generate.
+
+- :func:`quant_types` lists the file types ``llama-quantize`` offers; :func:`quantize`
+  calls ``llama_model_quantize`` itself, optionally with an importance matrix passed as
+  ``llama_model_imatrix_data`` structs (what ``llama-quantize --imatrix`` builds).
+- :func:`check_gguf` (from :mod:`courseutils.ggml.ggufinfo`) refuses missing, empty, truncated or non-GGUF files before llama.cpp
+  sees them (llama.cpp may abort the whole process on a corrupt file).
+- :class:`LlamaCpp` wraps ``llama_cpp.Llama`` with the three things lessons need: tokens,
+  per-position logits, greedy generation. GPU layers are offloaded when the wheel was
+  built with CUDA and ``COURSE_DEVICE`` allows it. It is the one place that loads a model,
+  so the load mode of :mod:`courseutils.llamacpp.loading` (AMX-safe) applies to every load.
+- :func:`get_gguf` returns a cached GGUF of a model at a type, exporting and quantizing
+  on first use (the cache key includes a fingerprint of the weights).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import cache_dir, get_device
+from ..core.errors import CourseError, QuantTypeError
+from ..core.io import atomic_path, check_output_path
+from ..ggml.ggufinfo import check_gguf
+from .loading import LoadMode, load_mode, model_params
+
+# llama.cpp's OpenMP threads otherwise spin while waiting for work; on a busy 2-core laptop
+# that made evaluation 4-25x slower (measured). Must be set before llama_cpp is loaded; a
+# value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__all__ = ["quant_types", "IMATRIX_REQUIRED", "quantize", "check_gguf", "LlamaCpp", "get_gguf",
+           "gpu_offload_supported", "model_fingerprint", "quiet_stderr"]
+
+# File types of llama-quantize, in its order, minus experimental ones. F32/F16/BF16 are
+# "quantizations" too: llama-quantize can convert to them.
+_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1",
+          "Q4_0", "IQ4_NL", "IQ4_XS", "Q3_K_L", "Q3_K_M", "Q3_K_S", "IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS", "Q2_K",
+          "Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"]
+# Types whose tensors llama.cpp refuses to quantize without an importance matrix
+# (tensor_requires_imatrix in src/llama-quant.cpp: IQ1_*, IQ2_XXS/XS/S, IQ3_XXS, and Q2_K inside Q2_K_S).
+IMATRIX_REQUIRED = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"})
+
+
+def quant_types(include_imatrix_only: bool = True) -> list[str]:
+    """Names accepted by :func:`quantize` (optionally without those that need an imatrix)."""
+    return [t for t in _TYPES if include_imatrix_only or t not in IMATRIX_REQUIRED]
+
+
+def _ftype(qtype: str) -> int:
+    import llama_cpp
+
+    if not isinstance(qtype, str) or qtype.upper() not in _TYPES:
+        raise QuantTypeError(f"qtype={qtype!r} is not a llama.cpp quantization type; allowed: {', '.join(_TYPES)}")
+    name = qtype.upper()
+    attr = "LLAMA_FTYPE_ALL_F32" if name == "F32" else f"LLAMA_FTYPE_MOSTLY_{name}"
+    return int(getattr(llama_cpp, attr))
+
+
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool = True):
+    """Silence llama.cpp's logs while the block runs.
+
+    They arrive two ways: llama-cpp-python's log callback prints through Python's
+    ``sys.stderr`` (a notebook shows it) unless its ``llama-cpp-python`` logger is above
+    INFO, and some C code writes to file descriptor 2 directly. nbgrader gives 0 to a test
+    cell that writes to stderr, and the quantizer logs a line per tensor.
+    """
+    if not enabled:
+        yield
+        return
+    import sys
+
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        logger.setLevel(level)
+
+
+def _imatrix_structs(imatrix: dict[str, np.ndarray]):
+    """A NULL-terminated ``llama_model_imatrix_data[]`` array (and the buffers it points to)."""
+    import llama_cpp
+
+    entries = (llama_cpp.llama_model_imatrix_data * (len(imatrix) + 1))()
+    keep = []
+    for i, (name, values) in enumerate(sorted(imatrix.items())):
+        arr = np.ascontiguousarray(values, dtype=np.float32)
+        if arr.ndim != 1 or not np.isfinite(arr).all() or (arr < 0).any():
+            raise QuantTypeError(f"imatrix[{name!r}] must be a 1-D array of finite, non-negative values")
+        name_b = name.encode()
+        keep += [arr, name_b]
+        entries[i].name = name_b
+        entries[i].data = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        entries[i].size = arr.size
+    entries[len(imatrix)].name = None
+    return entries, keep
+
+
+def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
+             imatrix: dict[str, np.ndarray] | None = None, n_threads: int = 0, verbose: bool = False) -> Path:
+    """Quantize a GGUF file with ``llama_model_quantize`` (what ``llama-quantize`` runs).
+
+    Args:
+        src: an F32/F16 GGUF (from :func:`courseutils.gguf_export.export_gguf`).
+        out: output path; written to a temporary name first, renamed when complete.
+        qtype: a name from :func:`quant_types`, e.g. ``"Q4_K_M"``.
+        imatrix: optional importance matrix ``{tensor name: E[x_j^2] per input column}``.
+        verbose: show llama.cpp's per-tensor log.
+    """
+    import llama_cpp
+
+    ftype = _ftype(qtype)
+    if qtype.upper() in IMATRIX_REQUIRED and not imatrix:
+        raise QuantTypeError(f"qtype={qtype!r} needs an importance matrix (imatrix=...); types that need one: "
+                             f"{', '.join(sorted(IMATRIX_REQUIRED))}")
+    src = check_gguf(src, "src")
+    final = check_output_path(out)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = n_threads
+    keep = None
+    if imatrix:
+        entries, keep = _imatrix_structs(imatrix)
+        params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+    with atomic_path(final) as tmp:
+        with quiet_stderr(not verbose):
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0:
+            raise QuantTypeError(f"llama.cpp could not quantize {str(src)!r} to qtype={qtype!r} (return code {rc})")
+    del keep  # the imatrix buffers had to outlive the call
+    return final
+
+
+def gpu_offload_supported() -> bool:
+    """True when this llama-cpp-python build can offload layers to a GPU."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LlamaCpp:
+    """A GGUF model loaded in llama.cpp, with logits for every position.
+
+    Args:
+        path: GGUF file.
+        n_ctx: context size (the longest token sequence :meth:`logits` accepts).
+        device: ``auto``/``cpu``/``cuda``; on ``cuda`` all layers are offloaded when the
+            llama-cpp-python build supports it.
+        flash_attn: fused attention kernel. On by default because llama.cpp's own tools
+            (``llama-perplexity``) turn it on by default; the two kernels round differently,
+            so perplexities differ in the 4th or 5th digit with it off.
+        n_batch: tokens evaluated per step (default ``n_ctx``: the whole sequence at once).
+        mode: a :class:`LoadMode`; default :func:`load_mode` (safe on CPUs with AMX).
+    """
+
+    def __init__(self, path: str | os.PathLike, n_ctx: int = 512, device: str | None = None,
+                 n_threads: int | None = None, seed: int = 0, flash_attn: bool = True,
+                 n_batch: int | None = None, mode: LoadMode | None = None):
+        from llama_cpp import Llama
+
+        from ..numerics.metrics import check_n_ctx
+
+        n_ctx = check_n_ctx(n_ctx)
+        n_batch = n_ctx if n_batch is None else n_batch
+        if isinstance(n_batch, bool) or not isinstance(n_batch, int) or not 1 <= n_batch <= n_ctx:
+            raise CourseError(f"n_batch={n_batch!r} must be an integer between 1 and n_ctx={n_ctx}")
+        self.path = check_gguf(path)
+        self.n_ctx = n_ctx
+        self.on_gpu = get_device(device) == "cuda" and gpu_offload_supported()
+        self.mode = mode or load_mode()
+        with quiet_stderr(), model_params(self.mode.use_extra_bufts):
+            self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                             logits_all=True, n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads, seed=seed,
+                             use_mmap=False, flash_attn=flash_attn, verbose=False)
+        self.bos_id = int(self.llm.token_bos())
+        self.eos_id = int(self.llm.token_eos())
+        self.n_vocab = int(self.llm.n_vocab())
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        """Token ids as llama.cpp splits ``text`` (BOS in front by default)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False)
+
+    def detokenize(self, tokens) -> str:
+        return self.llm.detokenize([int(t) for t in tokens]).decode("utf-8", errors="replace")
+
+    def logits(self, tokens) -> np.ndarray:
+        """float32 logits ``(len(tokens), n_vocab)``, evaluated from an empty cache."""
+        tokens = [int(t) for t in tokens]
+        if not 1 <= len(tokens) <= self.n_ctx:
+            raise CourseError(f"len(tokens)={len(tokens)} must be between 1 and n_ctx={self.n_ctx}")
+        self.llm.reset()
+        self.llm.eval(tokens)
+        return np.array(self.llm.scores[: len(tokens)], dtype=np.float32)
+
+    def generate(self, prompt: str, max_tokens: int = 64, stop: list[str] | None = None) -> str:
+        """Greedy completion of ``prompt`` (temperature 0, so it is reproducible)."""
+        self.llm.reset()
+        out = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
+        return out["choices"][0]["text"]
+
+    def memory_bytes(self) -> dict:
+        """Memory the loaded model holds: weights as llama.cpp stores them plus the KV cache.
+
+        KV cache = 2 (K and V) × layers × n_ctx × kv_heads × head_dim × 2 bytes (F16 cache,
+        llama.cpp's default). Compute scratch buffers are not counted.
+        """
+        meta = self.llm.metadata
+        arch = meta.get("general.architecture", "llama")
+        n_layer = int(meta[f"{arch}.block_count"])
+        n_head = int(meta[f"{arch}.attention.head_count"])
+        n_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
+        head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))
+        weights = int(self.llm._model.size())
+        kv = 2 * n_layer * self.n_ctx * n_kv * head_dim * 2
+        return {"weights": weights, "kv_cache": kv, "total": weights + kv}
+
+    def close(self) -> None:
+        with quiet_stderr():
+            self.llm.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """A short hash of a model directory's config and weights (cheap for big files)."""
+    d = Path(model_dir)
+    h = hashlib.sha256()
+    for f in sorted(d.glob("*.json")) + sorted(d.glob("*.safetensors")):
+        size = f.stat().st_size
+        h.update(f.name.encode() + struct.pack("<Q", size))
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read())
+    return h.hexdigest()[:12]
+
+
+def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, np.ndarray] | None = None) -> Path:
+    """A GGUF of ``model`` at ``qtype``, exported and quantized on first use, then cached.
+
+    Files live in ``COURSE_CACHE``; the name carries the weights' fingerprint (and the
+    imatrix's), so retraining or changing the imatrix never reuses a stale file.
+    """
+    from ..ggml.gguf_export import export_gguf
+    from ..model.loader import local_model_dir
+
+    qtype = qtype.upper() if isinstance(qtype, str) else qtype
+    _ftype(qtype)
+    label, where = local_model_dir(model)
+    stem = f"{label}-{model_fingerprint(where)}"
+    base_type = "F32" if qtype == "F32" else "F16"
+    base = export_gguf(model, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type)
+    if qtype == base_type:
+        return base
+    suffix = ""
+    if imatrix:
+        digest = hashlib.sha256()
+        for name in sorted(imatrix):
+            digest.update(name.encode() + np.ascontiguousarray(imatrix[name], dtype=np.float32).tobytes())
+        suffix = f"-imat{digest.hexdigest()[:8]}"
+    target = cache_dir() / f"{stem}-{qtype}{suffix}.gguf"
+    return target if target.exists() else quantize(base, target, qtype, imatrix=imatrix)

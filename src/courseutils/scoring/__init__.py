@@ -1,0 +1,8 @@
+"""Layer scoring: how good is a quantized model, measured end to end.
+
+- ``evaluate``: perplexity and KLD of GGUF files through llama.cpp, against a baseline.
+- ``tasks``: held-out format-following and cloze tasks on the corpus.
+- ``scorecard``: the scorecard of quant types and the smallest variant that passes a rubric.
+
+May import: core, numerics, model, ggml, llamacpp, calib, algorithms.
+"""

@@ -1,0 +1,205 @@
+"""The quantization scorecard: run one model at several quant types, score each, pick the smallest that passes.
+
+For every variant: file size, bits per weight, memory to load, tokens/s, perplexity, KLD
+and top-1 agreement against the first (reference) variant, format following and cloze
+task accuracy. A :class:`Rubric` turns the numbers into pass/fail; the answer is the
+smallest file that passes. Provenance (hashes, versions, date, corpus) is recorded so a
+scorecard can be reproduced and checked later.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import CourseError
+from ..core.io import atomic_path
+from ..llamacpp.bridge import LlamaCpp, get_gguf, quant_types
+from ..model.corpus import corpus_text
+from ..numerics.metrics import make_chunks, perplexity, token_nll
+from .evaluate import compare_logits, scored_logits
+from .tasks import cloze_accuracy, follows_format, function_prompts
+
+__all__ = ["Rubric", "DEFAULT_TYPES", "smallest_passing", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json"]
+
+DEFAULT_TYPES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """Pass/fail thresholds; every variant is compared with the first (reference) one."""
+    max_ppl_increase: float = 0.02      # relative: 0.02 = at most 2 % above the reference perplexity
+    max_kld: float = 0.02               # mean KL divergence from the reference, nats per token
+    min_top1: float = 0.90              # same top token as the reference at >= 90 % of positions
+    min_format_following: float = 0.0   # absolute fraction of completions that are valid Python
+    min_task_accuracy: float = 0.0      # absolute cloze accuracy
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise CourseError(f"rubric {name}={value!r}; allowed: a finite number >= 0")
+        for name in ("min_top1", "min_format_following", "min_task_accuracy"):
+            if getattr(self, name) > 1:
+                raise CourseError(f"rubric {name}={getattr(self, name)!r}; allowed: a fraction from 0 to 1")
+
+    def check(self, row: dict, ref: dict) -> dict:
+        """Which criteria ``row`` meets, given the reference row."""
+        return {
+            "ppl": row["ppl"] <= ref["ppl"] * (1 + self.max_ppl_increase),
+            "kld": row["kld"] <= self.max_kld,
+            "top1": row["top1_agreement"] >= self.min_top1,
+            "format_following": row["format_following"] >= self.min_format_following,
+            "task_accuracy": row["task_accuracy"] >= self.min_task_accuracy,
+        }
+
+
+def smallest_passing(rows: list[dict], rubric: Rubric) -> str | None:
+    """The type of the smallest file among ``rows`` that passes ``rubric`` (the first row is
+    the reference), or None. Only compares stored numbers; nothing is re-measured."""
+    if not rows:
+        raise CourseError("rows is empty: nothing to choose from")
+    passing = [r for r in rows if all(rubric.check(r, rows[0]).values())]
+    return min(passing, key=lambda r: r["file_bytes"])["type"] if passing else None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def gguf_bpw(path: str | os.PathLike) -> float:
+    """Bits per weight of a GGUF: tensor bytes × 8 / number of weights (metadata excluded)."""
+    from ..ggml.ggufinfo import read_gguf
+
+    return read_gguf(path).bpw
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("llama-cpp-python", "gguf", "torch", "transformers", "numpy", "courseutils"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric = Rubric(), text: str | None = None,
+                  n_ctx: int = 256, n_chunks: int = 12, n_prompts: int = 48, max_tokens: int = 48,
+                  device: str | None = None, progress: bool = True) -> dict:
+    """Score ``model`` at each of ``types`` (the first one is the reference).
+
+    Args:
+        model: ``"tinycode"``, a local HF directory or a hub id.
+        types: llama.cpp type names; the first is the reference for KLD / top-1 / rubric.
+        text: evaluation text (default: tinycode's validation split; its second half is
+            the cloze set, its first half the perplexity text).
+        n_ctx, n_chunks: perplexity chunking (llama-perplexity style).
+        n_prompts, max_tokens: format-following prompts and completion length.
+    Returns:
+        A JSON-ready dict: ``variants`` (one row per type), ``rubric``,
+        ``smallest_passing`` and ``provenance``.
+    """
+    from tqdm.auto import tqdm
+
+    from ..model.loader import model_card, resolve_model
+
+    types = [t.upper() for t in (types.split(",") if isinstance(types, str) else types)]
+    unknown = [t for t in types if t not in quant_types()]
+    if not types or unknown:
+        raise CourseError(f"types={types!r}: unknown {unknown}; allowed: {', '.join(quant_types())}")
+    text = corpus_text("validation") if text is None else text
+    if not text.strip():
+        raise CourseError("text is empty: give the evaluation text")
+    half = len(text) // 2
+    ppl_text, cloze_text = text[:half], text[half:]
+    prompts = function_prompts(n_prompts)
+
+    rows, ref_logits, t_start = [], None, time.time()
+    for qtype in tqdm(types, desc="scorecard", disable=not progress):
+        path = get_gguf(model, qtype)
+        llm = LlamaCpp(path, n_ctx=n_ctx, device=device)
+        load_bytes = llm.memory_bytes()["total"]
+
+        chunks = make_chunks(llm.tokenize(ppl_text), n_ctx, llm.bos_id, n_chunks)
+        t0 = time.perf_counter()
+        scored = list(scored_logits(llm, chunks))
+        prompt_tps = chunks.size / (time.perf_counter() - t0)
+        logits = np.concatenate([s[0] for s in scored])
+        targets = np.concatenate([s[1] for s in scored])
+        ppl = perplexity(token_nll(logits, targets))
+        if ref_logits is None:
+            ref_logits = logits
+        cmp = compare_logits(ref_logits, logits)
+
+        cloze_chunks = make_chunks(llm.tokenize(cloze_text), n_ctx, llm.bos_id, n_chunks)
+        contexts = [llm.detokenize(c[1: n_ctx // 2 + 1]) for c in cloze_chunks]
+        task = cloze_accuracy(scored_logits(llm, cloze_chunks), llm.detokenize, contexts)
+
+        t0, n_generated, ok = time.perf_counter(), 0, []
+        for p in prompts:
+            completion = llm.generate(p, max_tokens=max_tokens)
+            n_generated += len(llm.tokenize(completion, add_bos=False))
+            ok.append(follows_format(p, completion))
+        gen_tps = n_generated / (time.perf_counter() - t0)
+        llm.close()
+
+        rows.append({
+            "type": qtype, "file_bytes": Path(path).stat().st_size, "bpw": round(gguf_bpw(path), 4),
+            "load_bytes": load_bytes, "tokens_per_second": round(gen_tps, 1),
+            "prompt_tokens_per_second": round(prompt_tps, 1), "ppl": round(ppl, 4),
+            "kld": float(f"{cmp['kld'].mean():.6g}"), "top1_agreement": round(float(cmp["same_top"].mean()), 4),
+            "format_following": round(float(np.mean(ok)), 4), "task_accuracy": round(task["accuracy"], 4),
+            "task_n": task["n"], "sha256": sha256_file(path), "path": str(path),
+        })
+
+    ref = rows[0]
+    for row in rows:
+        row["criteria"] = rubric.check(row, ref)
+        row["passes"] = all(row["criteria"].values())
+    smallest = smallest_passing(rows, rubric)
+    kind, where = resolve_model(model)
+    card = model_card(model) if kind != "hub" else {}
+    return {
+        "model": str(model), "reference": ref["type"], "variants": rows, "rubric": asdict(rubric),
+        "smallest_passing": smallest,
+        "settings": {"n_ctx": n_ctx, "n_chunks": n_chunks, "n_prompts": n_prompts, "max_tokens": max_tokens,
+                     "scored_tokens": int(len(ref_logits))},
+        "provenance": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "versions": _versions(), "model_source": where,
+                       "corpus_sha256": card.get("corpus", {}).get("sha256"),
+                       "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                       "seconds": round(time.time() - t_start, 1)},
+    }
+
+
+def format_table(card: dict) -> str:
+    """The scorecard as a fixed-width text table (what ``python -m courseutils scorecard`` prints)."""
+    head = f"{'type':<8}{'MiB':>7}{'bpw':>7}{'load MiB':>9}{'tok/s':>9}{'ppl':>10}{'KLD':>10}{'top1':>7}" \
+           f"{'format':>8}{'task':>7}  pass"
+    lines = [head, "-" * len(head)]
+    for r in card["variants"]:
+        lines.append(f"{r['type']:<8}{r['file_bytes'] / 2**20:>7.2f}{r['bpw']:>7.2f}{r['load_bytes'] / 2**20:>9.1f}"
+                     f"{r['tokens_per_second']:>9.0f}{r['ppl']:>10.4f}{r['kld']:>10.5f}{r['top1_agreement']:>7.3f}"
+                     f"{r['format_following']:>8.2f}{r['task_accuracy']:>7.3f}  {'yes' if r['passes'] else 'no'}")
+    lines.append(f"smallest passing variant: {card['smallest_passing'] or 'none'}")
+    return "\n".join(lines)
+
+
+def write_json(obj: dict, out: str | os.PathLike) -> Path:
+    """Write JSON atomically (:func:`~courseutils.core.io.atomic_path`)."""
+    with atomic_path(out, "json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    return Path(out)

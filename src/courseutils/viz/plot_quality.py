@@ -1,0 +1,151 @@
+"""Plots for lessons 00 and 03: file size, bits per weight and quality of quant variants.
+
+Thin by design: every function takes arrays that a lesson has already computed and
+returns a ``matplotlib`` figure. Nothing is computed here beyond axis limits, and no
+global matplotlib setting is changed.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..core.errors import CourseError
+
+__all__ = ["size_bars", "quality_vs_size", "trend_vs_published", "chunk_scatter"]
+
+
+def _check_same_length(**arrays) -> int:
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise CourseError(f"arrays must have the same length; got {lengths}")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise CourseError(f"nothing to plot: {', '.join(lengths)} are empty")
+    return n
+
+
+def size_bars(labels: Sequence[str], size_mib: Sequence[float], bpw: Sequence[float], title: str = ""):
+    """Bar chart of file size per variant, each bar annotated with its bits per weight.
+
+    Args:
+        labels: variant names, e.g. ``["F16", "Q8_0", "Q4_K_M"]``.
+        size_mib: file sizes in MiB, ``(n,)``.
+        bpw: bits per weight of the tensor data, ``(n,)``.
+    """
+    import matplotlib.pyplot as plt
+
+    _check_same_length(labels=labels, size_mib=size_mib, bpw=bpw)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bars = ax.bar(list(labels), np.asarray(size_mib, dtype=float), color="tab:blue", alpha=0.8)
+    for bar, b in zip(bars, bpw):
+        ax.annotate(f"{b:.2f} bpw", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel("file size (MiB)")
+    ax.set_ylim(0, 1.15 * max(size_mib))
+    ax.set_title(title or "GGUF file size and bits per weight")
+    fig.tight_layout()
+    return fig
+
+
+def quality_vs_size(labels: Sequence[str], size_mib: Sequence[float], bpw: Sequence[float],
+                    kld: Sequence[float], ppl: Sequence[float], ref_ppl: float | None = None):
+    """Two panels: file size vs mean KLD (log scale) and bits per weight vs perplexity.
+
+    Variants with ``kld == 0`` (the reference itself) cannot sit on a log axis; they are
+    left out of the left panel and named in its title.
+
+    Args:
+        labels, size_mib, bpw, kld, ppl: one entry per variant, ``(n,)`` each.
+        ref_ppl: the reference perplexity, drawn as a dashed line in the right panel.
+    """
+    import matplotlib.pyplot as plt
+
+    _check_same_length(labels=labels, size_mib=size_mib, bpw=bpw, kld=kld, ppl=ppl)
+    size_mib, bpw = np.asarray(size_mib, dtype=float), np.asarray(bpw, dtype=float)
+    kld, ppl = np.asarray(kld, dtype=float), np.asarray(ppl, dtype=float)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    pos = kld > 0
+    ax1.plot(size_mib[pos], kld[pos], "o-", color="tab:red")
+    for x, y, name in zip(size_mib[pos], kld[pos], np.asarray(labels)[pos]):
+        ax1.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("file size (MiB)")
+    ax1.set_ylabel("mean KLD to the reference (nats/token)")
+    left_out = [str(n) for n, p in zip(labels, pos) if not p]
+    ax1.set_title("size vs KLD" + (f" ({', '.join(left_out)}: KLD = 0, not shown)" if left_out else ""),
+                  fontsize=10)
+    ax1.grid(True, which="both", alpha=0.3)
+
+    ax2.plot(bpw, ppl, "o-", color="tab:blue")
+    for x, y, name in zip(bpw, ppl, labels):
+        ax2.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
+    if ref_ppl is not None:
+        ax2.axhline(ref_ppl, ls="--", color="gray", lw=1, label=f"reference ppl {ref_ppl:.4g}")
+        ax2.legend(loc="upper right", fontsize=9)
+    ax2.set_xlabel("bits per weight")
+    ax2.set_ylabel("perplexity")
+    ax2.set_title("bits per weight vs perplexity", fontsize=10)
+    ax2.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def trend_vs_published(labels: Sequence[str], live: Sequence[float], published: Sequence[float],
+                       live_name: str = "tinycode (live)", published_name: str = "Llama-3-8B (published)",
+                       ylabel: str = "mean KLD to F16 (nats/token)"):
+    """One metric per quant type for two models on a shared log axis, to compare trends.
+
+    Args:
+        labels: quant types, in the order to draw them (e.g. largest file first).
+        live, published: the metric for the live model and the published one, ``(n,)``;
+            values must be positive (log axis).
+    """
+    import matplotlib.pyplot as plt
+
+    _check_same_length(labels=labels, live=live, published=published)
+    live, published = np.asarray(live, dtype=float), np.asarray(published, dtype=float)
+    if (live <= 0).any() or (published <= 0).any():
+        raise CourseError("live and published must be positive on a log axis; "
+                          f"got live={live.tolist()}, published={published.tolist()}")
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(x, published, "s--", color="tab:gray", label=published_name)
+    ax.plot(x, live, "o-", color="tab:red", label=live_name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(list(labels))
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=9)
+    ax.set_title("same quant types, two models", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def chunk_scatter(kld: dict[str, Sequence[float]], dppl_pct: dict[str, Sequence[float]]):
+    """Per-chunk perplexity change (%) against per-chunk mean KLD (log x), one colour per variant.
+
+    Args:
+        kld: ``{variant: mean KLD of each chunk}``, each ``(n_chunk,)``, positive.
+        dppl_pct: ``{variant: perplexity change of each chunk vs the reference, in %}``, same shapes.
+    """
+    import matplotlib.pyplot as plt
+
+    if set(kld) != set(dppl_pct) or not kld:
+        raise CourseError(f"kld and dppl_pct need the same, non-empty variants; got {sorted(kld)} and "
+                          f"{sorted(dppl_pct)}")
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name in kld:
+        x, y = np.asarray(kld[name], dtype=float), np.asarray(dppl_pct[name], dtype=float)
+        _check_same_length(**{f"kld[{name!r}]": x, f"dppl_pct[{name!r}]": y})
+        ax.scatter(x[x > 0], y[x > 0], label=name, alpha=0.8)
+    ax.axhline(0, color="gray", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean KLD of the chunk (nats/token)")
+    ax.set_ylabel("perplexity change vs reference (%)")
+    ax.set_title("per chunk: perplexity change against KL divergence", fontsize=10)
+    ax.legend(fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
