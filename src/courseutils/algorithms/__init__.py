@@ -5,6 +5,7 @@
 - ``quantizer``: the one weight quantizer (scale/zero per channel or group, clipping search)
   and round-to-nearest (RTN), shared by RTN, GPTQ and AWQ.
 - ``gptq``: GPTQ on a layer's weights and Hessian (lesson 06).
+- ``apply``: quantize every linear layer of a model with RTN or GPTQ, block by block.
 
 Next here: AWQ, mixed-precision bit allocation.
 
