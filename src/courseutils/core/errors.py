@@ -5,7 +5,7 @@ student who passes the wrong thing learns what to pass instead.
 """
 from __future__ import annotations
 
-__all__ = ["CourseError", "ModelError", "GGUFError", "QuantTypeError", "EvalTextError"]
+__all__ = ["CourseError", "ModelError", "GGUFError", "QuantTypeError", "EvalTextError", "LlamaCppError"]
 
 
 class CourseError(ValueError):
@@ -26,3 +26,8 @@ class QuantTypeError(CourseError):
 
 class EvalTextError(CourseError):
     """Evaluation text that is empty or too short for the requested context."""
+
+
+class LlamaCppError(CourseError):
+    """llama.cpp refused to load a file or failed a call; the message ends with llama.cpp's
+    own last log lines (see :mod:`courseutils.llamacpp.log`)."""

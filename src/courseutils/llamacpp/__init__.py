@@ -3,16 +3,19 @@
 - ``bridge``: quantize, check and load GGUF files, logits, generation, the GGUF cache.
 - ``typemap``: which type each tensor gets in a llama.cpp mix (Q4_K_M ...), from llama.cpp.
 - ``loading``: how a model loads on this CPU (llama.cpp's extra buffer types on or off: AMX-safe).
+- ``log``: a tap on llama.cpp's log callback, so errors quote llama.cpp's last log lines
+  and loads keep their log (``captured_log``, ``recent_log``).
 
-The public names of all three are re-exported here, so ``from courseutils.llamacpp import
+The public names of all four are re-exported here, so ``from courseutils.llamacpp import
 quantize`` works. Importing this package loads the bridge (and sets ``OMP_WAIT_POLICY``);
 llama_cpp itself is loaded on first use.
 
 May import: core, numerics, model, ggml.
 """
-from . import bridge, loading, typemap
+from . import bridge, loading, log, typemap
 from .bridge import *  # noqa: F401,F403  (the bridge's __all__)
 from .loading import *  # noqa: F401,F403
+from .log import *  # noqa: F401,F403
 from .typemap import llama_type_map
 
-__all__ = [*bridge.__all__, *loading.__all__, *typemap.__all__]
+__all__ = [*bridge.__all__, *loading.__all__, *log.__all__, *typemap.__all__]
