@@ -14,12 +14,15 @@
 - When llama.cpp fails (quantize, load, logits, generation) the exception ends with
   llama.cpp's own last log lines, captured by :mod:`courseutils.llamacpp.log`.
 - :func:`get_gguf` returns a cached GGUF of a model at a type, exporting and quantizing
-  on first use (the cache key includes a fingerprint of the weights).
+  on first use (the cache key includes a fingerprint of the weights). It checks that
+  llama.cpp tokenizes the exported file exactly as the HF tokenizer does
+  (:func:`check_tokenizer_parity`, explained by :mod:`courseutils.llamacpp.parity`).
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -30,11 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import cache_dir, get_device
-from ..core.errors import CourseError, LlamaCppError, QuantTypeError
+from ..core.errors import CourseError, LlamaCppError, QuantTypeError, TokenizerMismatchError
 from ..core.io import atomic_path, check_output_path
 from ..ggml.ggufinfo import check_gguf
 from .loading import LoadMode, load_mode, model_params
-from .log import captured_log, log_tail
+from .log import captured_log
+from .parity import PARITY_TEXT, check_same_tokens
 
 # llama.cpp's OpenMP threads otherwise spin while waiting for work; on a busy 2-core laptop
 # that made evaluation 4-25x slower (measured). Must be set before llama_cpp is loaded; a
@@ -42,7 +46,8 @@ from .log import captured_log, log_tail
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["quant_types", "IMATRIX_REQUIRED", "quantize", "check_gguf", "LlamaCpp", "get_gguf",
-           "gpu_offload_supported", "model_fingerprint", "quiet_stderr", "parse_buffer_sizes"]
+           "gpu_offload_supported", "model_fingerprint", "quiet_stderr", "parse_buffer_sizes",
+           "check_tokenizer_parity"]
 
 # File types of llama-quantize, in its order, minus experimental ones. F32/F16/BF16 are
 # "quantizations" too: llama-quantize can convert to them.
@@ -329,11 +334,59 @@ def model_fingerprint(model_dir: str | os.PathLike) -> str:
     return h.hexdigest()[:12]
 
 
-def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, np.ndarray] | None = None) -> Path:
+def check_tokenizer_parity(path: str | os.PathLike, model: str | os.PathLike, text: str = PARITY_TEXT) -> int:
+    """Raise unless llama.cpp splits ``text`` into the same token ids as ``model``'s HF tokenizer.
+
+    llama.cpp loads the file's vocabulary only; the result is remembered per file version
+    (path, size, mtime), so calling this before every use costs nothing after the first.
+
+    Args:
+        path: an exported GGUF.
+        model: the model reference it was exported from (``"tinycode"``, a directory, a hub id).
+        text: the sample; default :data:`courseutils.llamacpp.parity.PARITY_TEXT`.
+
+    Returns:
+        The number of tokens compared.
+
+    Raises:
+        TokenizerMismatchError: at the first differing token (see :func:`~courseutils.llamacpp.parity.check_same_tokens`).
+    """
+    p = check_gguf(path).resolve()
+    st = p.stat()
+    return _tokenizer_parity(str(p), st.st_size, st.st_mtime_ns, str(model), text)
+
+
+@functools.lru_cache(maxsize=64)
+def _tokenizer_parity(path: str, size: int, mtime_ns: int, model: str, text: str) -> int:
+    from ..ggml.gguf_export import gguf_pre_tokenizer
+    from ..model.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    hf = [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    with LlamaCpp(path, n_ctx=64, vocab_only=True) as llm:
+        cpp = [int(t) for t in llm.tokenize(text, add_bos=False)]
+    return check_same_tokens(cpp, hf, tokenizer, text, path, gguf_pre_tokenizer(path), model)
+
+
+def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, np.ndarray] | None = None,
+             pre_tokenizer: str | None = None) -> Path:
     """A GGUF of ``model`` at ``qtype``, exported and quantized on first use, then cached.
 
     Files live in ``COURSE_CACHE``; the name carries the weights' fingerprint (and the
-    imatrix's), so retraining or changing the imatrix never reuses a stale file.
+    imatrix's, and ``pre_tokenizer`` when given), so retraining or changing the imatrix
+    never reuses a stale file. The exported file must tokenize like the HF tokenizer
+    (:func:`check_tokenizer_parity`); one that does not is deleted, never used.
+
+    Args:
+        model: ``"tinycode"``, a local HF directory, or a hub id.
+        qtype: a name from :func:`quant_types`.
+        imatrix: optional importance matrix (see :func:`quantize`).
+        pre_tokenizer: llama.cpp pre-tokenizer name; None detects it from the tokenizer
+            (:func:`courseutils.ggml.pretokenizer.detect_pre_tokenizer`).
+
+    Raises:
+        UnknownPreTokenizerError: ``pre_tokenizer`` is None and the tokenizer is not in the table.
+        TokenizerMismatchError: llama.cpp tokenizes the export differently from HF.
     """
     from ..ggml.gguf_export import export_gguf
     from ..model.loader import local_model_dir
@@ -341,9 +394,14 @@ def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, 
     qtype = qtype.upper() if isinstance(qtype, str) else qtype
     _ftype(qtype)
     label, where = local_model_dir(model)
-    stem = f"{label}-{model_fingerprint(where)}"
+    stem = f"{label}-{model_fingerprint(where)}" + (f"-pre-{pre_tokenizer}" if pre_tokenizer else "")
     base_type = "F32" if qtype == "F32" else "F16"
-    base = export_gguf(model, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type)
+    base = export_gguf(model, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type, pre_tokenizer=pre_tokenizer)
+    try:
+        check_tokenizer_parity(base, where)
+    except TokenizerMismatchError:
+        base.unlink(missing_ok=True)  # never leave a silently different model in the cache
+        raise
     if qtype == base_type:
         return base
     suffix = ""
