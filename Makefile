@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab test test-fast demo model bench html release autograde feedback grades quiz-keys clean
+.PHONY: help install llama-cpp constraints lab test test-fast test-reference demo model bench html release autograde feedback grades quiz-keys clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -52,10 +52,23 @@ lab: install  ## open the course in JupyterLab
 
 test: install  ## run every check: layout, unit tests, quiz pipeline, lessons under nbval and from an empty cache
 	@if [ -x ../shared/tools/course-check ]; then ../shared/tools/course-check; fi
-	$(PY) -m pytest tests lessons --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest tests lessons --nbval-lax -p no:cacheprovider -m "not reference"
 
 test-fast: install  ## the developer loop: unit tests without those marked slow, no notebooks (under a minute)
-	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
+	$(PY) -m pytest tests -m "not slow and not reference" -p no:cacheprovider -q
+
+# The reference GPTQ (llm-compressor) pins a transformers the course does not use: its own venv.
+REF_VENV  := .cache/reference-venv
+REF_STAMP := $(REF_VENV)/.installed
+LLMCOMPRESSOR_SPEC ?= llmcompressor==0.14.0.1
+$(REF_STAMP): $(CONSTRAINTS)
+	@test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$$(grep -E '^torch==' $(CONSTRAINTS))"
+	$(REF_VENV)/bin/python -m pip install --quiet "$(LLMCOMPRESSOR_SPEC)"
+	@touch $(REF_STAMP)
+
+test-reference: install $(REF_STAMP)  ## our GPTQ against llm-compressor's on tinycode layers (writes benchmarks/gptq_reference.json)
+	COURSE_REFERENCE_PYTHON=$(REF_VENV)/bin/python $(PY) -m pytest tests -m reference -p no:cacheprovider
 
 demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
