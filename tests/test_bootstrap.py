@@ -109,3 +109,26 @@ def test_interval_format_and_covers():
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(CourseError, match=match):
         call()
+
+
+def test_db_gain_estimate_and_replicates_match_a_brute_force_loop():
+    from courseutils.numerics.bootstrap import db_gain_ci, resample_indices
+
+    rng = np.random.default_rng(3)
+    a = rng.gamma(2.0, 1.0, 40)
+    b = a * rng.uniform(0.3, 0.7, 40)  # B has about half A's error on every unit
+    ci = db_gain_ci(a, b, n_boot=500, seed=7)
+    assert np.isclose(ci.estimate, 10 * np.log10(a.sum() / b.sum()))
+    reps = [10 * np.log10(a[i].sum() / b[i].sum()) for i in resample_indices(40, 500, 7)]
+    assert np.isclose(ci.low, np.quantile(reps, 0.025)) and np.isclose(ci.high, np.quantile(reps, 0.975))
+    assert ci.low > 0  # B is better on every unit, so the interval excludes 0
+
+
+def test_db_gain_of_a_quantizer_against_itself_is_zero_and_indistinguishable():
+    from courseutils.numerics.bootstrap import db_gain_ci
+
+    a = np.random.default_rng(0).gamma(2.0, 1.0, 30)
+    ci = db_gain_ci(a, a.copy())
+    assert ci.estimate == 0 and ci.low == 0 and ci.high == 0 and "indistinguishable" in ci.verdict("B", "A")
+    with pytest.raises(CourseError):
+        db_gain_ci(a, a[:-1])

@@ -129,3 +129,28 @@ def test_bad_inputs():
         quantize_linear([[1.0, 2.0]])
     with pytest.raises(CourseError, match="shape"):
         error_metrics(np.ones(3), np.ones(4))
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("scheme", ["absmax", "zeropoint"])
+def test_clip_search_ratio_one_is_plain_quantization_and_the_search_never_loses(bits, scheme):
+    from courseutils.numerics.linear import clip_search
+
+    rng = np.random.default_rng(bits)
+    W = (rng.standard_t(df=3, size=(16, 128)) * 0.02).astype(np.float32)  # heavy tails: clipping pays
+    res = clip_search(W, bits, scheme, "group", 64, ratios=np.linspace(0.5, 1.0, 11))
+    plain = float(np.mean((W.astype(np.float64) - fake_quantize(W, bits, scheme, "group", 64)) ** 2))
+    assert res.ratios[-1] == 1.0 and res.noclip_mse == pytest.approx(plain, rel=1e-9)
+    assert res.best_mse <= res.noclip_mse and res.set_mse <= res.best_mse * (1 + 1e-12)
+    # brute force: each ratio's MSE is fake_quantize with that clip
+    for c, m in zip(res.ratios, res.mse):
+        ref = float(np.mean((W.astype(np.float64) - fake_quantize(W, bits, scheme, "group", 64, clip=float(c))) ** 2))
+        assert m == pytest.approx(ref, rel=1e-9)
+    assert res.best_ratio < 1.0 and res.saving > 0  # heavy-tailed groups: some clipping helps
+
+
+def test_clip_search_rejects_ratios_outside_the_unit_interval():
+    from courseutils.numerics.linear import clip_search
+
+    with pytest.raises(CourseError):
+        clip_search(_W(), 4, ratios=[0.0, 0.5])

@@ -6,6 +6,7 @@
 - ``ggufinfo``: reading GGUF files, bits per weight, size estimates.
 - ``gguf_export``: writing a Hugging Face Llama checkpoint as GGUF.
 - ``pretokenizer``: which llama.cpp pre-tokenizer a HF tokenizer needs (llama.cpp's probe hash).
+- ``vecdot``: the CPU backend's integer dot product (Q4_0 weights x Q8_0 activations).
 
 May import: core, numerics, model. Never the llama.cpp bridge, the layer above.
 """

@@ -13,6 +13,8 @@ interval. Token-level resampling is offered for comparison (lesson 03 shows both
 - :func:`ppl_diff_ci`: relative perplexity change, ``PPL_q / PPL_ref - 1``.
 - :func:`mean_ci`: a mean over units, e.g. the mean KLD against the reference.
 - :func:`spearman_ci`: a rank correlation, resampling the ranked items (pairs).
+- :func:`db_gain_ci`: how many dB less squared error one quantizer makes than another,
+  ``10 log10(sum err_a / sum err_b)``, resampling paired units (matrices, rows, tokens).
 - :class:`Interval` carries the estimate, the bounds, and the wording a lesson prints
   (:meth:`Interval.verdict`): "indistinguishable" when the interval covers zero.
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from ..core.errors import CourseError
 
-__all__ = ["Interval", "ppl_diff_ci", "mean_ci", "spearman_ci", "resample_indices"]
+__all__ = ["Interval", "ppl_diff_ci", "mean_ci", "spearman_ci", "db_gain_ci", "resample_indices"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +170,28 @@ def spearman_ci(x, y, level: float = 0.95, n_boot: int = 2000, seed: int = 0) ->
     replicates = _spearman_rows(x[idx], y[idx])
     replicates = replicates[np.isfinite(replicates)]
     return _percentile(replicates, estimate, level, len(x), len(replicates), "item")
+
+
+def db_gain_ci(err_a, err_b, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+               unit: str = "item") -> Interval:
+    """Paired bootstrap interval of ``10 log10(sum err_a / sum err_b)``: the dB by which B beats A.
+
+    ``err_a[i]`` and ``err_b[i]`` are the summed squared errors of two quantizers on the same
+    unit ``i`` (a weight matrix, a row, a token's activations). The SQNR of a set of units is
+    ``10 log10(sum w^2 / sum err)``, so the SQNR difference B - A is this ratio, and it needs
+    no signal term. Each replicate draws the units with replacement and recomputes both sums
+    on the same draw. Positive: B has less error.
+    """
+    _check_level(level, n_boot)
+    a, b = np.asarray(err_a, dtype=np.float64), np.asarray(err_b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) < 2:
+        raise CourseError(f"err_a and err_b must be 1-D, paired, of length >= 2; got shapes {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()) or (a < 0).any() or (b < 0).any():
+        raise CourseError("err_a and err_b must be finite and non-negative")
+    if a.sum() <= 0 or b.sum() <= 0:
+        raise CourseError("err_a and err_b must each have a positive sum (an exact quantizer has no dB ratio)")
+    idx = resample_indices(len(a), n_boot, seed)
+    sa, sb = a[idx].sum(axis=1), b[idx].sum(axis=1)
+    ok = (sa > 0) & (sb > 0)
+    replicates = 10 * np.log10(sa[ok] / sb[ok])
+    return _percentile(replicates, 10 * np.log10(a.sum() / b.sum()), level, len(a), int(ok.sum()), unit)
