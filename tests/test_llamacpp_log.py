@@ -123,3 +123,11 @@ def test_vocab_only_load_tokenizes_like_a_full_load(f16_gguf):
         assert vocab.buffer_sizes()["model"] == {} and full.buffer_sizes()["model"]
         with pytest.raises(CourseError, match="vocab_only=True"):
             vocab.logits([1, 2])
+
+
+def test_a_quiet_load_prints_nothing_but_keeps_the_log(f16_gguf, capsys):
+    """A vocab-only load makes llama.cpp warn (n_ctx_train is 0); LlamaCpp must not show it in a notebook."""
+    with LlamaCpp(f16_gguf, n_ctx=256, vocab_only=True) as llm:
+        assert "n_ctx_train" in llm.load_log
+    captured = capsys.readouterr()
+    assert "n_ctx_train" not in captured.err and "n_ctx_train" not in captured.out

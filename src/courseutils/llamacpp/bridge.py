@@ -37,7 +37,7 @@ from ..core.errors import CourseError, LlamaCppError, QuantTypeError, TokenizerM
 from ..core.io import atomic_path, check_output_path
 from ..ggml.ggufinfo import check_gguf
 from .loading import LoadMode, load_mode, model_params
-from .log import captured_log
+from .log import captured_log, muted
 from .parity import PARITY_TEXT, check_same_tokens
 
 # llama.cpp's OpenMP threads otherwise spin while waiting for work; on a busy 2-core laptop
@@ -97,7 +97,8 @@ def quiet_stderr(enabled: bool = True):
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        yield
+        with muted():  # the log callback prints through Python's sys.stderr: mute it at the tap
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["install_log_tap", "captured_log", "CapturedLog", "recent_log", "log_tail", "RECENT_LOG_CHARS"]
+__all__ = ["install_log_tap", "captured_log", "muted", "CapturedLog", "recent_log", "log_tail", "RECENT_LOG_CHARS"]
 
 #: How much recent log text the tap keeps (characters, oldest dropped first).
 RECENT_LOG_CHARS = 64_000
@@ -55,6 +55,7 @@ class _Tap:
         self.captures: list[CapturedLog] = []
         self.callback = None   # our ctypes thunk; must stay referenced while llama.cpp holds it
         self.forward = None    # the callback we replaced (a ctypes function), or None for "stderr"
+        self.muted = 0         # > 0 while muted(): keep recording, print nothing
 
     def record(self, text: str) -> None:
         with self.lock:
@@ -94,6 +95,8 @@ def install_log_tap() -> None:
                 _TAP.record(text.decode("utf-8", errors="replace") if text else "")
             except Exception:  # noqa: BLE001  (keep llama.cpp running whatever happens here)
                 pass
+            if _TAP.muted:
+                return
             if forward is not None:
                 forward(level, text, forward_data)
             elif text:  # llama.cpp's own default when no callback is set: print to stderr
@@ -102,6 +105,24 @@ def install_log_tap() -> None:
         _TAP.forward = forward
         _TAP.callback = tap
         llama_cpp.llama_log_set(tap, None)
+
+
+@contextlib.contextmanager
+def muted() -> Iterator[None]:
+    """Print none of llama.cpp's log while the block runs (it is still recorded and captured).
+
+    llama-cpp-python's own switch (its logger's level) is reset by every ``Llama()``, and
+    version 0.3.36 maps ggml's log levels one step off (warnings arrive as errors), so
+    muting at the tap is the only way to keep a notebook's stderr clean.
+    """
+    install_log_tap()
+    with _TAP.lock:
+        _TAP.muted += 1
+    try:
+        yield
+    finally:
+        with _TAP.lock:
+            _TAP.muted -= 1
 
 
 @contextlib.contextmanager
