@@ -36,7 +36,7 @@ from nbgrader.utils import is_solution
 from ..core.errors import CourseError
 from ..core.io import atomic_path
 from . import audit as quiz_audit, item_stats
-from .nbgrader_plugins import HideTestOutputs, QuizExecute, StripQuizMetadata, nbgrader_env
+from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
                         execute_solutions, key_in_sync, parse_quiz, quiz_ids, source_digest, write_key)
 
@@ -44,7 +44,7 @@ __all__ = [
     "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
     "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "student_copies", "collect", "autograde",
     "feedback", "export_grades", "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
-    "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "main",
+    "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "main",
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -52,8 +52,11 @@ STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def load_config(root: str | os.PathLike | None = None, timeout: int | None = None,
-                total_timeout: int | None = None):
-    """nbgrader's configuration: ``nbgrader_config.py`` with the root (and limits) set."""
+                total_timeout: int | None = None, secret_file: str | os.PathLike | None = None):
+    """nbgrader's configuration: ``nbgrader_config.py`` with the root (and limits) set.
+
+    ``secret_file``: an exam secret for :class:`InstantiateGivens` (release draws new givens).
+    """
     from traitlets.config.loader import PyFileConfigLoader
 
     root = course_root(root)
@@ -63,6 +66,8 @@ def load_config(root: str | os.PathLike | None = None, timeout: int | None = Non
         cfg.Execute.timeout = int(timeout)
     if total_timeout is not None:
         cfg.QuizExecute.total_timeout = int(total_timeout)
+    if secret_file is not None:
+        cfg.InstantiateGivens.secret_file = str(secret_file)
     return cfg
 
 
@@ -81,10 +86,15 @@ def _result(result: dict, what: str) -> str:
     return result.get("log", "")
 
 
-def release(quiz: str = "all", root: str | os.PathLike | None = None) -> list[Path]:
-    """Generate the student versions ``release/<quiz>/<quiz>.ipynb`` (and the gradebook entries)."""
+def release(quiz: str = "all", root: str | os.PathLike | None = None,
+            secret_file: str | os.PathLike | None = None) -> list[Path]:
+    """Generate the student versions ``release/<quiz>/<quiz>.ipynb`` (and the gradebook entries).
+
+    ``secret_file`` (exam plumbing, see :mod:`courseutils.grading.givens`): a quiz with a
+    givens cell is released with givens drawn from the secret in that file.
+    """
     root = course_root(root)
-    api = _api(root)
+    api = _api(root, secret_file=secret_file)
     out = []
     for q in _select(quiz, root):
         with nbgrader_env():
