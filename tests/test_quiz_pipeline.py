@@ -307,8 +307,10 @@ def test_grades_csv(batch):
         assert scores[student] == score
 
 
-def test_item_stats(batch):
+def test_item_stats(batch, capsys):
     """`grades` also writes item statistics: difficulty from the gradebook, options read from autograded/."""
+    assert grading.main(["grades", "--root", str(batch["root"]), "--out", str(batch["root"] / "g.csv")]) == 0
+    assert "item_stats.csv" in capsys.readouterr().out
     written = grading.export_item_stats(batch["root"])
     assert [p.name for p in written] == ["item_stats.csv", "item_stats.png"]
     rows = {r["question"]: r for r in csv.DictReader(written[0].open(encoding="utf-8"))}
