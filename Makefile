@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab test test-fast test-reference demo model bench html release autograde feedback grades quiz-keys clean
+.PHONY: help install llama-cpp constraints lab test test-fast test-reference demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -95,8 +95,11 @@ autograde: install  ## grade everything in quizzes/submitted
 feedback: install  ## HTML feedback (no hidden tests) in quizzes/feedback
 	$(PY) -m courseutils.grading feedback --quiz $(QUIZ)
 
-grades: install  ## export grades to quizzes/grades.csv
+grades: install  ## export grades to quizzes/grades.csv and item statistics to quizzes/item_stats.csv/.png
 	$(PY) -m courseutils.grading grades
+
+quiz-audit: install  ## check the quizzes: option balance, repeats, leaks, answer types
+	$(PY) -m courseutils.grading audit
 
 clean:  ## remove generated files (keeps .venv and submissions)
 	rm -rf build .pytest_cache quizzes/release quizzes/autograded quizzes/feedback benchmarks/results.*

@@ -45,9 +45,14 @@ c.Autograde.autograde_preprocessors = [
 c.OverwriteCells.add_missing_cells = True
 
 # --- release: nbgrader's own steps, then drop the authoring metadata ----------------------
+# InstantiateGivens runs first (before SaveCells stores the cells in the gradebook): in a
+# quiz with a locked "givens" cell, each hidden test marked `# @givens` gets its own copy of
+# the givens (drawn from c.InstantiateGivens.secret_file for an exam); quizzes without a
+# givens cell are released unchanged. See courseutils/grading/givens.py.
 # (the "quiz" cell metadata holds tolerances and deliberately wrong implementations used by
 # the pipeline tests; students do not need it).
 c.GenerateAssignment.preprocessors = [
+    "courseutils.grading.nbgrader_plugins.InstantiateGivens",
     "nbgrader.preprocessors.IncludeHeaderFooter",
     "nbgrader.preprocessors.InstantiateTests",
     "nbgrader.preprocessors.LockCells",

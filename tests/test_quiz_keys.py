@@ -162,3 +162,22 @@ def test_quiz_module_is_light(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1:] == ["False", "False"]
     assert float(out[0]) < 2.0
+
+
+def test_numbers_from_any_library_are_accepted_alike():
+    """expect_number (visible test) and the instant check accept exactly the same values (issue 17)."""
+    torch = pytest.importorskip("torch")
+    entry = {"kind": "number", "tol": 0.5, "salt": "t", "hashes": quiz.answer_hashes("number", 2.0, "t", 0.5)}
+    good = [2, 2.0, np.float64(2.0), np.float32(2.0), np.int64(2), np.array(2.0), np.array(2, dtype=np.int32),
+            torch.tensor(2.0), torch.tensor(2), torch.tensor(2.0, dtype=torch.float64),
+            torch.tensor(2.0, requires_grad=True)]
+    bad = [True, np.bool_(True), np.array(True), torch.tensor(True), "2", 2 + 0j, None, np.array([2.0]),
+           torch.tensor([2.0]), [2.0], math.nan, np.array(math.inf), torch.tensor(math.nan)]
+    for value in good:
+        quiz.expect_number(value, "x")
+        assert quiz.judge(entry, value)[0], f"check() rejects {value!r}"
+    for value in bad:
+        with pytest.raises(AssertionError):
+            quiz.expect_number(value, "x")
+        assert not quiz.judge(entry, value)[0], f"check() accepts {value!r}"
+    assert not quiz.judge(entry, torch.tensor(3.0))[0] and not quiz.judge(entry, np.array(2.6))[0]

@@ -18,6 +18,7 @@ and, for the first quiz only (they test nbgrader's configuration, not the quiz):
 from __future__ import annotations
 
 import copy
+import csv
 import html
 import json
 import re
@@ -28,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from courseutils.grading import instructor as grading, quiz
+from courseutils.grading import instructor as grading, item_stats, quiz
 from courseutils.grading.nbgrader_plugins import nbgrader_env
 
 ROOT = grading.course_root()
@@ -304,6 +305,30 @@ def test_grades_csv(batch):
     scores = {r.split(",")[3]: float(r.split(",")[header.index("score")]) for r in rows[1:]}
     for student, score in batch["expected"].items():
         assert scores[student] == score
+
+
+def test_item_stats(batch, capsys):
+    """`grades` also writes item statistics: difficulty from the gradebook, options read from autograded/."""
+    assert grading.main(["grades", "--root", str(batch["root"]), "--out", str(batch["root"] / "g.csv")]) == 0
+    assert "item_stats.csv" in capsys.readouterr().out
+    written = grading.export_item_stats(batch["root"])
+    assert [p.name for p in written] == ["item_stats.csv", "item_stats.png"]
+    rows = {r["question"]: r for r in csv.DictReader(written[0].open(encoding="utf-8"))}
+    per = batch["per_question"]
+    answers = item_stats.submitted_answers(batch["quiz"], batch["root"])
+    assert list(rows) == [q.qid for q in batch["questions"]]
+    for q in batch["questions"]:
+        row, right = rows[q.qid], batch["answers"][q.qid]
+        scores = [per[s][f"{q.qid}_test"] for s in per]
+        assert int(row["n_students"]) == len(per)
+        assert float(row["difficulty"]) == pytest.approx(sum(scores) / len(scores), abs=1e-4)
+        if q.kind == "choice":
+            wrong = q.meta.get("wrong") or next(o for o in q.meta["options"] if o != right)
+            assert answers["solution"][q.qid] == right and answers["wrong"][q.qid] == wrong
+            assert answers["blank"][q.qid] is None
+            assert row["correct_option"] == right and f"{wrong}:" in row["wrong_choices"]
+            counts = dict(kv.split(":") for kv in row["option_counts"].split())
+            assert int(counts[right]) >= 1 and int(counts[wrong]) >= 1
 
 
 # --------------------------------------------------------------------------- tools around the batch

@@ -4,6 +4,9 @@
   also importable as ``courseutils.quiz``).
 - ``quiz_keys``: parsing quiz notebooks and writing their hashed keys.
 - ``nbgrader_plugins``: the preprocessors ``quizzes/nbgrader_config.py`` names.
+- ``givens``: exam-mode givens: the locked givens cell, its copy in the hidden tests, draws from a secret.
+- ``audit``: the checks that keep quizzes honest (option balance, repeats, leaks, answer types).
+- ``item_stats``: per-question statistics of a class's autograded submissions.
 - ``instructor``: release, collect, autograde, feedback, grades; ``python -m courseutils.grading``.
 
 May import: core, numerics, model, ggml, llamacpp, calib, algorithms, scoring, viz.

@@ -9,7 +9,8 @@ directory; ``--root`` points elsewhere). The command line (every command has ``-
     python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
     python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
-    python -m courseutils.grading grades    [--out FILE]                     # quizzes/grades.csv
+    python -m courseutils.grading grades    [--out FILE]                     # grades.csv, item_stats.csv/.png
+    python -m courseutils.grading audit     [--quiz all|NN_slug] [--no-types] # balance, repeats, leaks, types
 
 Parsing quiz notebooks and building the instant-feedback keys live in
 :mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
@@ -34,15 +35,16 @@ from nbgrader.utils import is_solution
 
 from ..core.errors import CourseError
 from ..core.io import atomic_path
-from .nbgrader_plugins import HideTestOutputs, QuizExecute, StripQuizMetadata, nbgrader_env
+from . import audit as quiz_audit, item_stats
+from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
                         execute_solutions, key_in_sync, parse_quiz, quiz_ids, source_digest, write_key)
 
 __all__ = [
     "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
     "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "student_copies", "collect", "autograde",
-    "feedback", "export_grades", "scores", "question_scores", "solution_submission", "time_autograde",
-    "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "main",
+    "feedback", "export_grades", "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
+    "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "main",
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -50,8 +52,11 @@ STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def load_config(root: str | os.PathLike | None = None, timeout: int | None = None,
-                total_timeout: int | None = None):
-    """nbgrader's configuration: ``nbgrader_config.py`` with the root (and limits) set."""
+                total_timeout: int | None = None, secret_file: str | os.PathLike | None = None):
+    """nbgrader's configuration: ``nbgrader_config.py`` with the root (and limits) set.
+
+    ``secret_file``: an exam secret for :class:`InstantiateGivens` (release draws new givens).
+    """
     from traitlets.config.loader import PyFileConfigLoader
 
     root = course_root(root)
@@ -61,6 +66,8 @@ def load_config(root: str | os.PathLike | None = None, timeout: int | None = Non
         cfg.Execute.timeout = int(timeout)
     if total_timeout is not None:
         cfg.QuizExecute.total_timeout = int(total_timeout)
+    if secret_file is not None:
+        cfg.InstantiateGivens.secret_file = str(secret_file)
     return cfg
 
 
@@ -79,10 +86,15 @@ def _result(result: dict, what: str) -> str:
     return result.get("log", "")
 
 
-def release(quiz: str = "all", root: str | os.PathLike | None = None) -> list[Path]:
-    """Generate the student versions ``release/<quiz>/<quiz>.ipynb`` (and the gradebook entries)."""
+def release(quiz: str = "all", root: str | os.PathLike | None = None,
+            secret_file: str | os.PathLike | None = None) -> list[Path]:
+    """Generate the student versions ``release/<quiz>/<quiz>.ipynb`` (and the gradebook entries).
+
+    ``secret_file`` (exam plumbing, see :mod:`courseutils.grading.givens`): a quiz with a
+    givens cell is released with givens drawn from the secret in that file.
+    """
     root = course_root(root)
-    api = _api(root)
+    api = _api(root, secret_file=secret_file)
     out = []
     for q in _select(quiz, root):
         with nbgrader_env():
@@ -253,6 +265,27 @@ def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike 
     return final
 
 
+def export_item_stats(root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                      plot: str | os.PathLike | None = None) -> list[Path]:
+    """Per-question statistics of every autograded quiz: ``item_stats.csv`` and ``item_stats.png``.
+
+    Scores come from the gradebook, the chosen options from ``autograded/`` (see
+    :mod:`courseutils.grading.item_stats`). Returns the files written; none when nothing
+    has been autograded yet.
+    """
+    root = course_root(root)
+    stats = []
+    for q in quiz_ids(root):
+        per_question = question_scores(q, root)
+        if per_question:
+            stats += item_stats.quiz_item_stats(q, per_question, root)
+    if not stats:
+        return []
+    csv_path = Path(out) if out is not None else root / "item_stats.csv"
+    png_path = Path(plot) if plot is not None else csv_path.with_suffix(".png")
+    return item_stats.write_item_stats(stats, csv_path, png_path)
+
+
 # --------------------------------------------------------------------------- submissions and timing
 def _strip_solution_markers(source: str) -> str:
     return "\n".join(line for line in source.split("\n") if line.strip() not in SOLUTION_MARKERS)
@@ -322,9 +355,16 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py, 60)")
     sub.add_parser("feedback", parents=[common, any_quiz, any_student], help="HTML feedback without hidden tests in quizzes/feedback/",
                    description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
-    g = sub.add_parser("grades", parents=[common], help="export all grades to quizzes/grades.csv",
-                       description="nbgrader's CSV export of the gradebook.")
+    g = sub.add_parser("grades", parents=[common], help="export grades (grades.csv) and item statistics (item_stats.csv/.png)",
+                       description="nbgrader's CSV export of the gradebook, then per-question statistics "
+                                   "(difficulty, discrimination, options chosen, flags) of every autograded quiz.")
     g.add_argument("--out", default=None, help="CSV path (default: <root>/grades.csv)")
+    g.add_argument("--stats", default=None,
+                   help="item statistics CSV (default: <root>/item_stats.csv; the plot goes next to it as .png)")
+    au = sub.add_parser("audit", parents=[common, any_quiz], help="check option balance, repeats, leaks and answer types",
+                        description="Run the quiz checks of courseutils.grading.audit on the instructor notebooks "
+                                    "(executed in this process) and print a report; exit 1 if a check fails.")
+    au.add_argument("--no-types", action="store_true", help="skip the answer-type check (no torch import, faster)")
     return p
 
 
@@ -383,7 +423,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "grades":
         print(f"wrote {export_grades(args.out, root)}")
+        written = export_item_stats(root, args.stats)
+        for path in written:
+            print(f"wrote {path}")
+        if not written:
+            print("no autograded submissions: no item statistics written")
         return 0
+    if args.cmd == "audit":
+        records = quiz_audit.load_items(root, args.quiz, check_types=not args.no_types)
+        text, ok = quiz_audit.audit_report(records, types=not args.no_types)
+        print(text)
+        return 0 if ok else 1
     return 2
 
 

@@ -5,6 +5,8 @@
 - :class:`QuizExecute` (autograde): nbgrader's Execute plus a total time budget per notebook.
 - :class:`HideTestOutputs` (feedback): a failing test cell shows one line, no traceback.
 - :class:`StripQuizMetadata` (release): drops the authoring metadata ``cell.metadata["quiz"]``.
+- :class:`InstantiateGivens` (release): copies the givens into the hidden tests (exam mode:
+  draws them from a secret first); a quiz without a givens cell is left unchanged.
 
 :func:`nbgrader_env` wraps every call into nbgrader made by :mod:`courseutils.grading`.
 """
@@ -23,9 +25,12 @@ from typing import Iterator
 import nbformat
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
-from traitlets import Integer
+from traitlets import Integer, Unicode
 
-__all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "nbgrader_env"]
+from ..core.errors import CourseError
+from .givens import GIVENS_ID, MARKER, draw_givens, givens_source, inject_givens, parse_givens, read_secret
+
+__all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "nbgrader_env"]
 
 
 class QuizExecute(Execute):
@@ -93,6 +98,42 @@ class StripQuizMetadata(NbGraderPreprocessor):
         cell.metadata.pop("quiz", None)
         return cell, resources
 
+
+class InstantiateGivens(NbGraderPreprocessor):
+    """Release: each hidden test marked ``# @givens`` gets its own copy of the givens.
+
+    Runs first, before nbgrader saves the cells in the gradebook, so the copy is what
+    autograding restores and runs (see :mod:`courseutils.grading.givens`). With
+    ``secret_file`` set (exam), the givens named in the cell's ``quiz.draw`` metadata are
+    first drawn anew from the secret and written into the released givens cell.
+    """
+
+    secret_file = Unicode("", help="File holding the exam secret; empty: keep the source's givens.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        quiz = (resources or {}).get("nbgrader", {}).get("assignment", "") or "quiz"
+        cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == GIVENS_ID]
+        marked = [c for c in nb.cells if c.cell_type == "code" and is_grade(c)
+                  and any(line.strip() == MARKER for line in c.source.split("\n"))]
+        if not cells:
+            if marked:
+                raise CourseError(f"{quiz}: a test cell has '{MARKER}' but there is no givens cell "
+                                  f"(grade_id '{GIVENS_ID}')")
+            return nb, resources
+        if len(cells) > 1:
+            raise CourseError(f"{quiz}: {len(cells)} givens cells; a quiz has one")
+        cell = cells[0]
+        nbg = cell.metadata.get("nbgrader", {})
+        if not nbg.get("locked") or nbg.get("grade") or nbg.get("solution"):
+            raise CourseError(f"{quiz}: the givens cell must be read-only (locked, neither grade nor solution)")
+        values = parse_givens(cell.source, f"{quiz} givens cell")
+        if self.secret_file:
+            draw = cell.metadata.get("quiz", {}).get("draw", {})
+            values = draw_givens(values, draw, read_secret(self.secret_file), quiz)
+            cell.source = givens_source(values)
+        for c in marked:
+            c.source = inject_givens(c.source, values)
+        return nb, resources
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,12 +15,17 @@ Acceptance rules (the same ones :mod:`courseutils.grading` uses to write the key
 
 - ``choice``: one lowercase letter among the question's options, compared exactly.
 - ``bool``: ``True`` or ``False`` (a Python or numpy bool).
-- ``number`` with tolerance ``tol``: the grid step is ``g = tol / 10`` and the grid index
-  of a value ``x`` is ``n(x) = floor(x / g + 1/2)``. The key stores the hashes of
-  ``n(a) - 10 ... n(a) + 10`` for the key answer ``a``; ``x`` is accepted when the hash of
-  ``n(x)`` is among them, i.e. when ``|n(x) - n(a)| <= 10``. Hence every ``x`` with
-  ``|x - a| <= tol`` is accepted (the grader's hidden test uses exactly that rule), every
-  ``x`` with ``|x - a| >= 1.1 tol`` is rejected, and between the two the grid decides.
+- ``number`` with tolerance ``tol``: any one real number, whatever library made it: a
+  ``numbers.Real`` (int, float, numpy scalar; not a bool), a 0-d numpy array or a 0-d
+  torch tensor (recognised by ``.ndim == 0`` and ``.item()``, so torch is never imported).
+  :func:`as_real` is that rule; :func:`expect_number` (the visible part of a graded test)
+  and the instant check both use it, so neither accepts what the other rejects. Then the
+  grid step is ``g = tol / 10`` and the grid index of a value ``x`` is
+  ``n(x) = floor(x / g + 1/2)``. The key stores the hashes of ``n(a) - 10 ... n(a) + 10``
+  for the key answer ``a``; ``x`` is accepted when the hash of ``n(x)`` is among them, i.e.
+  when ``|n(x) - n(a)| <= 10``. Hence every ``x`` with ``|x - a| <= tol`` is accepted (the
+  grader's hidden test uses exactly that rule), every ``x`` with ``|x - a| >= 1.1 tol`` is
+  rejected, and between the two the grid decides.
 - ``function``: the question's visible example test (not secret, shipped in the key) runs
   against the student's function. Passing it does not promise the hidden tests pass.
 
@@ -43,7 +48,7 @@ from ..core.errors import CourseError
 
 __all__ = [
     "check", "is_correct", "judge", "feedback_enabled", "set_feedback", "load_key", "keys_dir",
-    "available_quizzes", "expect_choice", "expect_bool", "expect_number",
+    "available_quizzes", "expect_choice", "expect_bool", "expect_number", "as_real",
     "GRID_STEPS", "KINDS", "canonical", "grid_index", "answer_hashes", "salted_hash",
 ]
 
@@ -134,11 +139,32 @@ def expect_bool(value: Any, name: str = "answer") -> None:
     assert _is_bool(value), f"{name} should be True or False; got {value!r}"
 
 
+def as_real(value: Any) -> float | None:
+    """``float(value)`` when ``value`` is one real number, else ``None``.
+
+    Accepted: a ``numbers.Real`` that is not a bool (Python int and float, numpy scalars
+    such as ``np.float64`` or ``np.int64``), and any 0-d array-like whose ``.item()`` is
+    such a number: a 0-d numpy array (``np.array(2.0)``) or a 0-d torch tensor
+    (``torch.tensor(2.0)``), recognised by ``.ndim == 0`` without importing torch.
+    Rejected: bools, strings, complex numbers, arrays with a dimension (even of size 1).
+    """
+    if isinstance(value, numbers.Real):
+        return None if _is_bool(value) else float(value)
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        try:
+            item = value.item()
+        except Exception:  # an object that only looks like an array
+            return None
+        if isinstance(item, numbers.Real) and not _is_bool(item):
+            return float(item)
+    return None
+
+
 def expect_number(value: Any, name: str = "answer") -> None:
-    """Assert that ``value`` is a finite real number (int, float or numpy scalar, not a bool)."""
-    assert isinstance(value, numbers.Real) and not _is_bool(value), (
-        f"{name} should be a number; got {type(value).__name__} {value!r}")
-    assert math.isfinite(float(value)), f"{name} should be a finite number; got {value!r}"
+    """Assert that ``value`` is one finite real number (see :func:`as_real`: Python, numpy or torch)."""
+    x = as_real(value)
+    assert x is not None, f"{name} should be a number; got {type(value).__name__} {value!r}"
+    assert math.isfinite(x), f"{name} should be a finite number; got {value!r}"
 
 
 # --------------------------------------------------------------------------- checking
@@ -185,10 +211,11 @@ def judge(question: dict, answer: Any) -> tuple[bool, str]:
         ok = salted_hash(salt, canonical(kind, answer)) in question["hashes"]
         return ok, "correct" if ok else "not this one"
     if kind == "number":
-        if not isinstance(answer, numbers.Real) or _is_bool(answer) or not math.isfinite(float(answer)):
+        x = as_real(answer)
+        if x is None or not math.isfinite(x):
             return False, f"give a finite number (got {answer!r})"
         tol = question["tol"]
-        ok = salted_hash(salt, str(grid_index(float(answer), tol))) in question["hashes"]
+        ok = salted_hash(salt, str(grid_index(x, tol))) in question["hashes"]
         return ok, f"correct (within ±{tol:g})" if ok else f"not within ±{tol:g} of the expected value"
     raise CourseError(f"key entry has kind={kind!r}; allowed: {KINDS}")
 
