@@ -1,7 +1,13 @@
 """The quality widgets: every check here recomputes the expected verdict from the row numbers
 themselves (brute force over the thresholds), never through Rubric.check or smallest_passing,
 so a bug in the rubric logic or in the widget's wiring makes them fail."""
+import os
 import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +135,78 @@ def test_common_prefix():
     assert common_prefix_len([1, 2], [1, 2, 3]) == 2
     assert common_prefix_len("", "abc") == 0
     assert common_prefix_len("same", "same") == 4
+
+
+# --------------------------------------------------------------------------- ipywidgets 7.7 (Colab) and 8
+WIDGET_MODULES = {"widgets_quality": ("completion_explorer", "rubric_explorer")}
+
+# Runs in a subprocess: builds every widget of the course, moves one control of each, checks the effect.
+BUILD_EVERY_WIDGET = r'''
+import json, sys
+import ipywidgets
+expected = sys.argv[1]
+assert ipywidgets.__version__.startswith(expected), f"ipywidgets {ipywidgets.__version__}, expected {expected}"
+from courseutils.viz.widgets_quality import completion_explorer, rubric_explorer
+rows = json.loads(sys.argv[2])
+box = rubric_explorer({"variants": rows, "rubric": {}})
+assert "smallest passing variant: <b>Q8_0</b>" in box.children[-1].value
+box.children[0].value = 0.05        # max ppl increase
+box.children[1].value = 0.05        # max KLD (a FloatLogSlider)
+assert "smallest passing variant: <b>Q4_K_M</b>" in box.children[-1].value, "the sliders did not re-score"
+box = completion_explorer(["p0", "p1"], {"F16": ["abc", "same"], "Q4_K_M": ["abd", "same"]}, "F16")
+assert "the first 2 characters agree" in box.children[2].value
+box.children[0].children[0].value = 1   # the prompt dropdown
+assert "identical completions" in box.children[2].value, "the dropdown did not redraw"
+box.children[1].value = "Q4_K_M"        # the ToggleButtons
+print(json.dumps({"ipywidgets": ipywidgets.__version__, "file": ipywidgets.__file__}))
+'''
+
+
+def test_every_widget_module_is_covered(root):
+    """A new widget module (one that imports ipywidgets) must join the 7.7/8 test below."""
+    found = {p.stem for p in (root / "src" / "courseutils" / "viz").glob("*.py") if "ipywidgets" in p.read_text()}
+    assert found == set(WIDGET_MODULES), f"widget modules {sorted(found)}; the 7.7/8 test covers {sorted(WIDGET_MODULES)}"
+    import courseutils.viz.widgets_quality as mod
+
+    builders = {name for name in mod.__all__ if name.endswith("_explorer")}
+    assert builders == set(WIDGET_MODULES["widgets_quality"])
+
+
+def ipywidgets77_python(root) -> Path:
+    """A throwaway venv (cached in .cache/ipywidgets77-venv) with ipywidgets 7.7 in front of this
+    interpreter's site-packages: a .pth file adds them *behind* its own, so ipywidgets 7.7 shadows
+    the 8 installed here while everything else (numpy, courseutils' deps) comes from here.
+    (--system-site-packages would expose the base Python's packages, not this venv's.)"""
+    venv = root / ".cache" / "ipywidgets77-venv"
+    python = venv / "bin" / "python"
+    ready = venv / ".ready"
+    site_packages = sysconfig.get_paths()["purelib"]
+    if ready.is_file() and ready.read_text() == site_packages and python.exists():
+        return python
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # --no-deps: ipywidgets 7.7's own Python dependencies (traitlets, ipykernel, ipython) come from
+    # here; ipython_genutils is the one 7.7 needs that 8 dropped.
+    out = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                          "ipywidgets==7.7.*", "ipython_genutils"], capture_output=True, text=True)
+    assert out.returncode == 0, f"could not install ipywidgets 7.7 into {venv} (PyPI needed once):\n{out.stderr[-2000:]}"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    # site.addsitedir (not a bare path) so the .pth files there (e.g. editable installs) are read too
+    (Path(own) / "zz_behind_course_venv.pth").write_text(f"import site; site.addsitedir({site_packages!r})\n")
+    ready.write_text(site_packages)
+    return python
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("major", ["7.7", "8"])
+def test_every_widget_builds_and_responds_under_ipywidgets(major, root):
+    import json
+
+    python = ipywidgets77_python(root) if major == "7.7" else Path(sys.executable)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([str(python), "-c", BUILD_EVERY_WIDGET, major, json.dumps(ROWS)], capture_output=True,
+                         text=True, env=env, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["ipywidgets"].startswith(major)
