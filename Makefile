@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab test test-fast demo model bench html release autograde feedback grades quiz-keys clean
+.PHONY: help install llama-cpp constraints lab test test-fast oracles demo model bench html release autograde feedback grades quiz-keys clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -56,6 +56,12 @@ test: install  ## run every check: layout, unit tests, quiz pipeline, lessons un
 
 test-fast: install  ## the developer loop: unit tests without those marked slow, no notebooks (under a minute)
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
+
+# llama-perplexity from the pinned llama-cpp-python sdist (same sources and CPU flags as the wheel;
+# cached: about 5 minutes on 2 cores the first time), then the golden perplexities of tinycode.
+oracles: install  ## rebuild tests/fixtures/llama_perplexity.json with llama.cpp's own llama-perplexity
+	$(PY) tools/build_llama_cpp.py tools llama-perplexity
+	$(PY) tests/fixtures/make_oracles.py --bin "$$($(PY) tools/build_llama_cpp.py tools llama-perplexity | tail -n 1)"
 
 demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
