@@ -5,7 +5,6 @@ kernels started by nbval inherit these variables."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["HF_HUB_CACHE"] = str(ROOT / ".cache" / "hf-hub-test")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
 def tiny_random_llama(n_seq: int, seq_len: int):
