@@ -81,7 +81,8 @@ def _distinctive_hidden_lines(source_nb, questions) -> list[str]:
 
 
 # --------------------------------------------------------------------------- one batch per quiz
-@pytest.fixture(scope="module", params=QUIZZES)
+# Each batch executes, releases and autogrades a quiz in nbgrader (20-90 s): every test using it is slow.
+@pytest.fixture(scope="module", params=[pytest.param(q, marks=pytest.mark.slow) for q in QUIZZES])
 def batch(request, tmp_path_factory):
     quiz_id = request.param
     root = tmp_path_factory.mktemp(f"course-{quiz_id}") / "quizzes"
@@ -339,6 +340,7 @@ def test_every_command_has_help(command, capsys):
     assert "usage: python -m courseutils.grading " + command in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_total_time_budget_stops_the_notebook(tmp_path):
     """QuizExecute: cells past the notebook's total budget are not run and get an error."""
     from courseutils.grading.nbgrader_plugins import QuizExecute
@@ -355,6 +357,7 @@ def test_total_time_budget_stops_the_notebook(tmp_path):
         assert [o.ename for o in cell.outputs] == ["TotalTimeoutError"]
 
 
+@pytest.mark.slow
 def test_in_process_alembic_head_matches_nbgrader():
     """nbgrader_env replaces nbgrader's `alembic heads` subprocess by an in-process read."""
     import subprocess
