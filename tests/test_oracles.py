@@ -6,8 +6,13 @@ course's own code path (``courseutils.scoring.evaluate.perplexity_gguf``: llama-
 logits, our chunking, our numpy NLL) recomputes the same numbers on the same file, text and
 options, and must agree to 1e-4 relative.
 
+It also holds the load-memory oracle: the bytes the course predicts from the GGUF file alone
+(our numpy reader's tensor table + the KV-cache formula) against the buffers llama.cpp says it
+allocated (``LlamaCpp.buffer_sizes()``, read from its load log).
+
 (The other oracles sit with the module they check: torch KLD vs numpy KLD in test_metrics.py,
-FP8 vs ``torch.float8_*`` in test_formats.py.)
+FP8 vs ``torch.float8_*`` in test_formats.py, ``memory_bytes()`` vs ``buffer_sizes()`` in
+test_llamacpp.py.)
 """
 from __future__ import annotations
 
@@ -77,3 +82,45 @@ def test_make_oracles_has_help():
 
     out = subprocess.run([sys.executable, str(FIXTURES / "make_oracles.py"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--bin" in out.stdout and "--chunks" in out.stdout, out.stderr
+
+
+# --------------------------------------------------------------------------- load bytes
+MiB = 2**20
+
+
+def predicted_load_bytes(path, n_ctx: int) -> dict:
+    """What loading ``path`` should allocate, from the file alone: weights = the tensor table's
+    bytes (courseutils.ggml.ggufinfo, numpy, no llama.cpp); KV cache = K and V, F16 (llama.cpp's
+    default), for every layer, position and KV head: 2 x n_layer x n_ctx x n_kv_head x head_dim x 2."""
+    from courseutils.ggml.ggufinfo import read_gguf
+
+    info = read_gguf(path)
+    meta = info.metadata
+    arch = meta["general.architecture"]
+    n_head = meta[f"{arch}.attention.head_count"]
+    head_dim = meta.get(f"{arch}.attention.key_length", meta[f"{arch}.embedding_length"] // n_head)
+    n_kv = meta.get(f"{arch}.attention.head_count_kv", n_head)
+    kv = 2 * meta[f"{arch}.block_count"] * n_ctx * n_kv * head_dim * 2
+    return {"weights": info.tensor_bytes, "kv_cache": kv}
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q8_0", "Q4_K_M", "Q2_K"])
+def test_predicted_load_bytes_match_what_llama_cpp_allocates(qtype):
+    """Tolerance: llama.cpp prints each buffer in MiB with two decimals, so each reported buffer is
+    exact to +-0.005 MiB; weights can span two buffers (CPU and CPU_REPACK when K-quants are
+    repacked for this CPU), hence 0.005 MiB per reported buffer."""
+    from courseutils.llamacpp import LlamaCpp, get_gguf
+
+    n_ctx = 256
+    path = get_gguf("tinycode", qtype)
+    want = predicted_load_bytes(path, n_ctx)
+    with LlamaCpp(path, n_ctx=n_ctx) as llm:
+        got = llm.buffer_sizes()
+        scorecard = llm.memory_bytes()           # what the scorecard reports as load_bytes
+    model, kv = sum(got["model"].values()), sum(got["kv"].values())
+    assert got["model"] and got["kv"], f"llama.cpp reported no model/KV buffer: {got}"
+    assert abs(model - want["weights"]) <= 0.005 * MiB * len(got["model"]), (qtype, got["model"], want)
+    assert abs(kv - want["kv_cache"]) <= 0.005 * MiB * len(got["kv"]), (qtype, got["kv"], want)
+    # the scorecard's load_bytes is the same prediction (its weights come from llama.cpp's model size)
+    assert scorecard == {"weights": want["weights"], "kv_cache": want["kv_cache"],
+                         "total": want["weights"] + want["kv_cache"]}
