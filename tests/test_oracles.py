@@ -104,7 +104,9 @@ def predicted_load_bytes(path, n_ctx: int) -> dict:
     return {"weights": info.tensor_bytes, "kv_cache": kv}
 
 
-@pytest.mark.parametrize("qtype", ["F16", "Q8_0", "Q4_K_M", "Q2_K"])
+@pytest.mark.parametrize("qtype", ["F16", "Q4_K_M",   # one buffer; two when K-quants are repacked
+                                   pytest.param("Q8_0", marks=pytest.mark.slow),
+                                   pytest.param("Q2_K", marks=pytest.mark.slow)])
 def test_predicted_load_bytes_match_what_llama_cpp_allocates(qtype):
     """Tolerance: llama.cpp prints each buffer in MiB with two decimals, so each reported buffer is
     exact to +-0.005 MiB; weights can span two buffers (CPU and CPU_REPACK when K-quants are
