@@ -48,6 +48,7 @@ def test_perplexity_command_matches_the_library(f16_gguf, val_text, tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["kld"] == pytest.approx(lib["kld"])
 
 
+@pytest.mark.slow
 def test_quantize_command(tmp_path):
     r = run("quantize", "tinycode", "--type", "Q4_0", "-o", str(tmp_path / "q.gguf"))
     assert r.returncode == 0, r.stderr
