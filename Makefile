@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab test test-fast test-reference demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
+.PHONY: help install llama-cpp constraints lab test test-fast test-reference oracles demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -69,6 +69,12 @@ $(REF_STAMP): $(CONSTRAINTS)
 
 test-reference: install $(REF_STAMP)  ## our GPTQ against llm-compressor's on tinycode layers (writes benchmarks/gptq_reference.json)
 	COURSE_REFERENCE_PYTHON=$(REF_VENV)/bin/python $(PY) -m pytest tests -m reference -p no:cacheprovider
+
+# llama-perplexity from the pinned llama-cpp-python sdist (same sources and CPU flags as the wheel;
+# cached: about 5 minutes on 2 cores the first time), then the golden perplexities of tinycode.
+oracles: install  ## rebuild tests/fixtures/llama_perplexity.json with llama.cpp's own llama-perplexity
+	$(PY) tools/build_llama_cpp.py tools llama-perplexity
+	$(PY) tests/fixtures/make_oracles.py --bin "$$($(PY) tools/build_llama_cpp.py tools llama-perplexity | tail -n 1)"
 
 demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard

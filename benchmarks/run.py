@@ -121,6 +121,20 @@ def bench_grading() -> dict:
     return {q: round(grading.time_autograde(q), 1) for q in quizzes}
 
 
+def bench_imports() -> dict:
+    """Seconds to import the quiz checker in a fresh interpreter (students' kernels do this in every
+    quiz; it must stay light: tests/test_quiz_keys.py checks it pulls in neither torch nor nbgrader)."""
+    import subprocess
+
+    times = {}
+    for module in ("courseutils.quiz", "courseutils.grading.quiz", "courseutils.numerics.metrics"):
+        code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+        best = min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                        check=True).stdout) for _ in range(3))
+        times[module] = round(best, 3)
+    return times
+
+
 def bench_lessons() -> dict:
     import nbformat
     from nbclient import NotebookClient
@@ -134,7 +148,7 @@ def bench_lessons() -> dict:
     return times
 
 
-SECTIONS = {"llama_cpp": bench_llama_cpp, "pipeline": None, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
+SECTIONS = {"imports": bench_imports, "llama_cpp": bench_llama_cpp, "pipeline": None, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
             "grading": bench_grading, "lessons": bench_lessons}
 
 

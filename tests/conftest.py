@@ -5,7 +5,6 @@ kernels started by nbval inherit these variables."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["HF_HUB_CACHE"] = str(ROOT / ".cache" / "hf-hub-test")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+# As the Makefile does: OpenMP threads (torch's, llama.cpp's) that spin while idle cost 4-25x on a
+# busy 2-core machine. Set before torch or llama.cpp is imported, so their runtimes read it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def tiny_random_llama(n_seq: int, seq_len: int):

@@ -11,6 +11,7 @@ from courseutils.calib.hooks import linear_layers
 from courseutils.core.errors import CourseError
 
 
+@pytest.mark.slow
 def test_rtn_model_is_the_kernel_applied_to_every_linear_and_the_original_is_untouched():
     model, tokens = tiny_random_llama(4, 16)
     before = {n: m.weight.detach().clone() for n, m in linear_layers(model)}

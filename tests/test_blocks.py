@@ -129,6 +129,7 @@ def tinycode_files():
     return {q: get_gguf("tinycode", q) for q in ("F16", "Q8_0", "Q4_0", "Q3_K_M", "Q2_K")}
 
 
+@pytest.mark.slow
 def test_every_tensor_of_llamacpp_files_bit_exact(tinycode_files):
     """Quantize tinycode's F16 weights ourselves: every tensor equals llama-quantize's bytes."""
     from courseutils.ggml.ggufinfo import read_tensors

@@ -14,7 +14,7 @@ def _hidden_states(model, tokens):
         return model(input_ids=tokens, output_hidden_states=True).hidden_states  # (n_layers + 1) x (B, T, d)
 
 
-@pytest.mark.parametrize("mode", ["sequential", "independent"])
+@pytest.mark.parametrize("mode", [pytest.param("sequential", marks=pytest.mark.slow), "independent"])
 def test_unchanged_blocks_see_the_models_own_hidden_states(mode):
     model, tokens = tiny_random_llama(4, 12)
     reference = _hidden_states(model, tokens)

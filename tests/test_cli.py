@@ -33,6 +33,7 @@ def test_errors_are_one_line(args, match, tmp_path):
     assert last.startswith("error:") and match in last and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_perplexity_command_matches_the_library(f16_gguf, val_text, tmp_path):
     from courseutils.llamacpp import get_gguf
 
@@ -47,6 +48,7 @@ def test_perplexity_command_matches_the_library(f16_gguf, val_text, tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["kld"] == pytest.approx(lib["kld"])
 
 
+@pytest.mark.slow
 def test_quantize_command(tmp_path):
     r = run("quantize", "tinycode", "--type", "Q4_0", "-o", str(tmp_path / "q.gguf"))
     assert r.returncode == 0, r.stderr
@@ -55,6 +57,7 @@ def test_quantize_command(tmp_path):
     assert "Q4_0" in types
 
 
+@pytest.mark.slow
 def test_info_json():
     r = run("info", "--json")
     assert r.returncode == 0, r.stderr

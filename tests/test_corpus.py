@@ -1,3 +1,5 @@
+import pytest
+
 from courseutils.model.corpus import SPLITS, corpus_fingerprint, corpus_text, split_of, stdlib_files
 
 
@@ -15,6 +17,7 @@ def test_no_test_suites_in_corpus():
     assert not any("/test/" in f"/{f.relpath}" for f in stdlib_files())
 
 
+@pytest.mark.slow
 def test_fingerprint_is_stable_and_splits_disjoint(tmp_path):
     a, b = corpus_fingerprint(), corpus_fingerprint()
     assert a == b and len(a["sha256"]) == 64

@@ -49,6 +49,7 @@ def test_tensor_names():
         gguf_tensor_name("model.layers.0.mlp.bogus.weight")
 
 
+@pytest.mark.slow
 def test_llamacpp_tokenizes_exactly_like_hf(tinycode, f16_gguf, val_text):
     _, tok = tinycode
     text = val_text[:30_000]
@@ -56,6 +57,7 @@ def test_llamacpp_tokenizes_exactly_like_hf(tinycode, f16_gguf, val_text):
         assert llm.tokenize(text) == encode(tok, text).tolist()
 
 
+@pytest.mark.slow
 def test_hf_and_llamacpp_f16_perplexity_agree(tinycode, f16_gguf, val_text):
     from courseutils.scoring.evaluate import perplexity_gguf
 

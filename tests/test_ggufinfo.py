@@ -90,6 +90,7 @@ def test_llamacpp_file_bpw_is_the_weighted_layout_bpw(tinycode_mixes):
     assert {t.qtype for t in info.tensors} >= {"Q4_K", "Q6_K"}
 
 
+@pytest.mark.slow
 def test_compare_types_of_s_and_m_mixes(tinycode_mixes):
     rows = gi.compare_types(tinycode_mixes)
     assert len(rows) == len(gi.read_gguf(tinycode_mixes["Q4_K_M"]).tensors)

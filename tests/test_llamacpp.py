@@ -29,6 +29,7 @@ def test_imatrix_types_need_an_imatrix(f16_gguf, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_imatrix_quantization(tinycode, f16_gguf, tmp_path):
     from courseutils.calib.imatrix import compute_imatrix
 
@@ -101,6 +102,7 @@ def test_get_gguf_is_cached(f16_gguf):
     assert "tinycode-" in a.name and a.parent == f16_gguf.parent
 
 
+@pytest.mark.slow
 def test_quantization_visibly_matters(f16_gguf, val_text):
     """Issue 3's bar on the shipped tinycode: KLD rises and top-1 agreement falls strictly down the
     ladder, Q8_0 stays within 0.5 % of F16 perplexity and Q2_K is at least 5 % above it."""
@@ -117,6 +119,7 @@ def test_quantization_visibly_matters(f16_gguf, val_text):
 
 
 @pytest.mark.parametrize("qtype", sorted(IMATRIX_REQUIRED) + ["Q2_K", "Q3_K_S", "IQ3_S", "IQ3_M", "IQ4_XS", "IQ4_NL"])
+@pytest.mark.slow
 def test_imatrix_list_matches_llama_cpp(qtype, f16_gguf, tmp_path):
     """Oracle: llama.cpp itself refuses exactly the types in IMATRIX_REQUIRED without an imatrix."""
     import ctypes

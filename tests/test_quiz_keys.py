@@ -156,12 +156,12 @@ def test_bad_arguments_name_what_is_allowed():
 
 @pytest.mark.parametrize("module", ["courseutils.grading.quiz", "courseutils.quiz"])
 def test_quiz_module_is_light(module):
-    """Students' kernels import the checker (courseutils.quiz in released notebooks): no torch, no nbgrader, quick."""
-    code = (f"import sys, time; t = time.perf_counter(); import {module}; "
-            "print(time.perf_counter() - t, 'torch' in sys.modules, 'nbgrader' in sys.modules)")
+    """Students' kernels import the checker (courseutils.quiz in released notebooks): no torch, no nbgrader.
+
+    How long the import takes is measured by `make bench` (benchmarks/run.py, section imports)."""
+    code = f"import sys; import {module}; print('torch' in sys.modules, 'nbgrader' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1:] == ["False", "False"]
-    assert float(out[0]) < 2.0
+    assert out == ["False", "False"]
 
 
 def test_numbers_from_any_library_are_accepted_alike():

@@ -21,6 +21,7 @@ def fresh(tmp_path_factory):
 
 
 @pytest.mark.parametrize("quiz", QUIZZES)
+@pytest.mark.slow
 def test_student_copy_is_current_and_answer_free(quiz, fresh):
     committed = grading.course_root() / "student" / quiz / f"{quiz}.ipynb"
     assert committed.is_file(), f"{committed} is missing: run `make quiz-keys`"

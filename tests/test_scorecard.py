@@ -9,12 +9,14 @@ FIELDS = {"type", "file_bytes", "bpw", "load_bytes", "tokens_per_second", "ppl",
           "format_following", "task_accuracy", "passes", "sha256"}
 
 
+# Scores four quant types end to end (~10-20 s): the tests that use it are marked slow.
 @pytest.fixture(scope="module")
 def card():
     return run_scorecard("tinycode", ["F16", "Q8_0", "Q4_K_M", "Q2_K"], n_chunks=4, n_prompts=4, max_tokens=24,
                          progress=False)
 
 
+@pytest.mark.slow
 def test_scorecard_fields_and_choice(card, tmp_path):
     rows = card["variants"]
     assert [r["type"] for r in rows] == ["F16", "Q8_0", "Q4_K_M", "Q2_K"]
@@ -34,6 +36,7 @@ def test_scorecard_fields_and_choice(card, tmp_path):
     assert "smallest passing variant" in format_table(card)
 
 
+@pytest.mark.slow
 def test_bpw_from_file(card):
     bpw = {r["type"]: r["bpw"] for r in card["variants"]}
     assert 15.9 < bpw["F16"] < 16.1                 # norms are F32, the rest F16
@@ -41,6 +44,7 @@ def test_bpw_from_file(card):
     assert bpw["Q2_K"] < bpw["Q4_K_M"] < bpw["Q8_0"]
 
 
+@pytest.mark.slow
 def test_strict_rubric_can_reject_everything_but_the_reference(card):
     strict = Rubric(max_kld=0.0, max_ppl_increase=0.0, min_top1=1.0)
     ref = card["variants"][0]

@@ -33,3 +33,22 @@ def test_cloze_categories():
     assert cloze_category(" value", "x = value\n") == "identifier"
     assert cloze_category(" value", "x = 1\n") is None
     assert cloze_category("  ", "") is None
+
+
+def test_parsing_completions_is_silent_but_only_about_the_parsed_text():
+    """Compiling a completion with an invalid escape warns (Deprecation/SyntaxWarning); that is the
+    completion's problem, not ours: no warning escapes while parsing, and the silencing does
+    not outlive the call."""
+    import warnings
+
+    from courseutils.scoring.tasks import is_valid_prefix
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert is_valid_prefix('pattern = "\\d+"\n')
+        assert is_valid_prefix("if x is 1:\n    pass\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        is_valid_prefix("x = 1\n")
+        warnings.warn("still visible", DeprecationWarning)
+    assert [str(w.message) for w in caught] == ["still visible"]

@@ -8,6 +8,7 @@ from courseutils.core.errors import CourseError
 from courseutils.scoring.torch_eval import score_torch, text_chunks
 
 
+@pytest.mark.slow
 def test_a_model_against_itself_has_zero_kld_and_full_agreement(tinycode, val_text):
     model, tokenizer = tinycode
     chunks = text_chunks(tokenizer, val_text, n_ctx=64, n_chunks=3)

@@ -1,9 +1,12 @@
 import json
 
+import pytest
+
 from courseutils.model.loader import TinycodeConfig, load_model
 from courseutils.model.train import TrainConfig, train_tinycode
 
 
+@pytest.mark.slow
 def test_short_retrain_runs_and_loss_falls(tmp_path):
     cfg = TrainConfig(steps=12, batch_size=4, seq_len=64, warmup=2, lr=3e-3, eval_ctx=64, eval_chunks=2,
                       model=TinycodeConfig(vocab_size=512, intermediate_size=256, num_hidden_layers=1,
@@ -20,6 +23,7 @@ def test_short_retrain_runs_and_loss_falls(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tc"]   # no temporary or old copy left beside it
 
 
+@pytest.mark.slow
 def test_training_is_reproducible(tmp_path):
     cfg = TrainConfig(steps=3, batch_size=2, seq_len=32, warmup=1, eval_ctx=32, eval_chunks=1,
                       model=TinycodeConfig(vocab_size=384, intermediate_size=256, num_hidden_layers=1,

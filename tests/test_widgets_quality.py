@@ -1,5 +1,19 @@
-from courseutils.scoring.scorecard import Rubric, smallest_passing
-from courseutils.viz.widgets_quality import common_prefix_len, rescore, rubric_explorer
+"""The quality widgets: every check here recomputes the expected verdict from the row numbers
+themselves (brute force over the thresholds), never through Rubric.check or smallest_passing,
+so a bug in the rubric logic or in the widget's wiring makes them fail."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from courseutils.core.errors import CourseError
+from courseutils.scoring.scorecard import Rubric
+from courseutils.viz.widgets_quality import common_prefix_len, completion_explorer, rescore, rubric_explorer
 
 ROWS = [
     {"type": "F16", "file_bytes": 100, "ppl": 10.0, "kld": 0.0, "top1_agreement": 1.0, "format_following": 0.9,
@@ -11,25 +25,188 @@ ROWS = [
 ]
 
 
-def test_rescore_agrees_with_smallest_passing():
-    for rubric, expected in [(Rubric(), "Q8_0"), (Rubric(max_kld=0.05, max_ppl_increase=0.05), "Q4_K_M"),
-                             (Rubric(min_format_following=0.95), None)]:
-        checks, smallest = rescore(ROWS, rubric)
-        assert smallest == expected == smallest_passing(ROWS, rubric)
-        assert len(checks) == 3 and all(checks[0].values()) == (expected is not None)
+def expected_smallest(rows, max_ppl_increase, max_kld, min_top1, min_format_following, min_task_accuracy):
+    """The smallest row that meets every threshold, written out independently of the package."""
+    ref_ppl = rows[0]["ppl"]
+    ok = [r for r in rows
+          if r["ppl"] <= ref_ppl * (1 + max_ppl_increase) and r["kld"] <= max_kld
+          and r["top1_agreement"] >= min_top1 and r["format_following"] >= min_format_following
+          and r["task_accuracy"] >= min_task_accuracy]
+    return min(ok, key=lambda r: r["file_bytes"])["type"] if ok else None
 
 
-def test_slider_changes_the_verdict():
+def verdict(html_text: str) -> str | None:
+    """The variant the widget's table names as the smallest passing one (None: 'no variant passes')."""
+    found = re.search(r"smallest passing variant: <b>([^<]+)</b>", html_text)
+    if found:
+        return found.group(1)
+    assert "no variant passes" in html_text, "the table states no verdict"
+    return None
+
+
+def highlighted_rows(html_text: str) -> list[str]:
+    return re.findall(r"<tr style='background:#e6f4e6;font-weight:bold'><td>([^<]+)</td>", html_text)
+
+
+@pytest.mark.parametrize("thresholds, literal", [
+    ((0.02, 0.02, 0.90, 0.0, 0.0), "Q8_0"),        # the default rubric: Q4_K_M's KLD 0.03 is too high
+    ((0.05, 0.05, 0.90, 0.0, 0.0), "Q4_K_M"),      # loosen ppl and KLD: the 30-byte file passes
+    ((0.02, 0.02, 0.90, 0.95, 0.0), None),         # format 0.95 fails even the reference
+    ((0.0, 0.0, 1.0, 0.0, 0.0), "F16"),            # only the reference itself
+])
+def test_rescore_matches_brute_force(thresholds, literal):
+    checks, smallest = rescore(ROWS, Rubric(*thresholds))
+    assert smallest == literal == expected_smallest(ROWS, *thresholds)
+    # per-row criteria agree with the thresholds applied by hand
+    assert [all(c.values()) for c in checks] == [_passes(row, *thresholds) for row in ROWS]
+
+
+def _passes(row, max_ppl_increase, max_kld, min_top1, min_format_following, min_task_accuracy):
+    return (row["ppl"] <= ROWS[0]["ppl"] * (1 + max_ppl_increase) and row["kld"] <= max_kld
+            and row["top1_agreement"] >= min_top1 and row["format_following"] >= min_format_following
+            and row["task_accuracy"] >= min_task_accuracy)
+
+
+def test_moving_sliders_changes_which_variant_passes():
     box = rubric_explorer({"variants": ROWS, "rubric": {}})
-    kld_slider = box.children[1]
-    table = box.children[-1]
-    assert "Q8_0" in table.value
-    before = table.value
-    kld_slider.value = 0.05
-    box.children[0].value = 0.05
-    assert table.value != before
+    ppl_w, kld_w, top1_w, fmt_w, task_w, table = box.children
+
+    def current():
+        return (ppl_w.value, kld_w.value, top1_w.value, fmt_w.value, task_w.value)
+
+    # start: the default rubric, so Q4_K_M (KLD 0.03 > 0.02) fails and Q8_0 is the answer
+    assert verdict(table.value) == expected_smallest(ROWS, *current()) == "Q8_0"
+    assert highlighted_rows(table.value) == ["Q8_0"]
+
+    # each slider, moved alone, changes the verdict (so each one is wired to the table)
+    steps = [(ppl_w, 0.05, "Q8_0"),     # ppl alone is not enough: Q4_K_M's KLD 0.03 is still too high
+             (kld_w, 0.05, "Q4_K_M"),   # now both: the smallest file passes
+             (fmt_w, 0.85, "Q8_0"),     # Q4_K_M's format following is 0.8
+             (fmt_w, 0.0, "Q4_K_M"),
+             (ppl_w, 0.02, "Q8_0"),     # Q4_K_M's ppl is +3 %
+             (top1_w, 0.99, "F16"),     # Q8_0's top-1 is 0.98: only the reference is left
+             (task_w, 0.6, None)]       # above every row, the reference's too
+    for widget, value, literal in steps:
+        widget.value = value
+        assert verdict(table.value) == expected_smallest(ROWS, *current()) == literal, (widget.description, value)
+        assert highlighted_rows(table.value) == ([literal] if literal else [])
+
+
+def test_rubric_explorer_starts_from_the_cards_rubric():
+    box = rubric_explorer({"variants": ROWS, "rubric": {"max_kld": 0.05, "max_ppl_increase": 0.05}})
+    assert verdict(box.children[-1].value) == "Q4_K_M"
+
+
+def test_rubric_explorer_rejects_an_empty_card():
+    with pytest.raises(CourseError, match="variants"):
+        rubric_explorer({"variants": []})
+
+
+def test_completion_explorer_marks_where_completions_part():
+    prompts = ["def f(x):\n", "def g(y):\n"]
+    completions = {"F16": ["    return x + 1\n", "    return y\n"], "Q4_K_M": ["    return x - 1\n", "    return y\n"]}
+    box = completion_explorer(prompts, completions, "F16")
+    prompt_w, type_w, out = box.children[0].children[0], box.children[1], box.children[2]
+    k = len("    return x ")
+    assert common_prefix_len(completions["F16"][0], completions["Q4_K_M"][0]) == k
+    assert f"the first {k} characters agree" in out.value
+    # the differing tail is highlighted, the shared prefix is not
+    assert "<span style='background:#ffd9d9'>- 1\n</span>" in out.value
+    prompt_w.value = 1                      # the second prompt: same text in both
+    assert "identical completions" in out.value
+    assert type_w.value == "Q4_K_M"
+
+
+def test_completion_explorer_counts_tokens_when_given_a_tokenizer():
+    completions = {"F16": ["a b c d"], "Q8_0": ["a b x d"]}
+    box = completion_explorer(["p"], completions, "F16", tokenize=str.split)
+    assert "the first 2 of 4 tokens agree" in box.children[2].value
+
+
+def test_completion_explorer_checks_its_inputs():
+    with pytest.raises(CourseError, match="reference"):
+        completion_explorer(["p"], {"Q8_0": ["x"]}, "F16")
+    with pytest.raises(CourseError, match="one completion per prompt"):
+        completion_explorer(["p", "q"], {"F16": ["x"]}, "F16")
 
 
 def test_common_prefix():
     assert common_prefix_len("abcd", "abxd") == 2
     assert common_prefix_len([1, 2], [1, 2, 3]) == 2
+    assert common_prefix_len("", "abc") == 0
+    assert common_prefix_len("same", "same") == 4
+
+
+# --------------------------------------------------------------------------- ipywidgets 7.7 (Colab) and 8
+WIDGET_MODULES = {"widgets_quality": ("completion_explorer", "rubric_explorer")}
+
+# Runs in a subprocess: builds every widget of the course, moves one control of each, checks the effect.
+BUILD_EVERY_WIDGET = r'''
+import json, sys
+import ipywidgets
+expected = sys.argv[1]
+assert ipywidgets.__version__.startswith(expected), f"ipywidgets {ipywidgets.__version__}, expected {expected}"
+from courseutils.viz.widgets_quality import completion_explorer, rubric_explorer
+rows = json.loads(sys.argv[2])
+box = rubric_explorer({"variants": rows, "rubric": {}})
+assert "smallest passing variant: <b>Q8_0</b>" in box.children[-1].value
+box.children[0].value = 0.05        # max ppl increase
+box.children[1].value = 0.05        # max KLD (a FloatLogSlider)
+assert "smallest passing variant: <b>Q4_K_M</b>" in box.children[-1].value, "the sliders did not re-score"
+box = completion_explorer(["p0", "p1"], {"F16": ["abc", "same"], "Q4_K_M": ["abd", "same"]}, "F16")
+assert "the first 2 characters agree" in box.children[2].value
+box.children[0].children[0].value = 1   # the prompt dropdown
+assert "identical completions" in box.children[2].value, "the dropdown did not redraw"
+box.children[1].value = "Q4_K_M"        # the ToggleButtons
+print(json.dumps({"ipywidgets": ipywidgets.__version__, "file": ipywidgets.__file__}))
+'''
+
+
+def test_every_widget_module_is_covered(root):
+    """A new widget module (one that imports ipywidgets) must join the 7.7/8 test below."""
+    found = {p.stem for p in (root / "src" / "courseutils" / "viz").glob("*.py") if "ipywidgets" in p.read_text()}
+    assert found == set(WIDGET_MODULES), f"widget modules {sorted(found)}; the 7.7/8 test covers {sorted(WIDGET_MODULES)}"
+    import courseutils.viz.widgets_quality as mod
+
+    builders = {name for name in mod.__all__ if name.endswith("_explorer")}
+    assert builders == set(WIDGET_MODULES["widgets_quality"])
+
+
+def ipywidgets77_python(root) -> Path:
+    """A throwaway venv (cached in .cache/ipywidgets77-venv) with ipywidgets 7.7 in front of this
+    interpreter's site-packages: a .pth file adds them *behind* its own, so ipywidgets 7.7 shadows
+    the 8 installed here while everything else (numpy, courseutils' deps) comes from here.
+    (--system-site-packages would expose the base Python's packages, not this venv's.)"""
+    venv = root / ".cache" / "ipywidgets77-venv"
+    python = venv / "bin" / "python"
+    ready = venv / ".ready"
+    site_packages = sysconfig.get_paths()["purelib"]
+    if ready.is_file() and ready.read_text() == site_packages and python.exists():
+        return python
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # --no-deps: ipywidgets 7.7's own Python dependencies (traitlets, ipykernel, ipython) come from
+    # here; ipython_genutils is the one 7.7 needs that 8 dropped.
+    out = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                          "ipywidgets==7.7.*", "ipython_genutils"], capture_output=True, text=True)
+    assert out.returncode == 0, f"could not install ipywidgets 7.7 into {venv} (PyPI needed once):\n{out.stderr[-2000:]}"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    # site.addsitedir (not a bare path) so the .pth files there (e.g. editable installs) are read too
+    (Path(own) / "zz_behind_course_venv.pth").write_text(f"import site; site.addsitedir({site_packages!r})\n")
+    ready.write_text(site_packages)
+    return python
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("major", ["7.7", "8"])
+def test_every_widget_builds_and_responds_under_ipywidgets(major, root):
+    import json
+
+    python = ipywidgets77_python(root) if major == "7.7" else Path(sys.executable)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([str(python), "-c", BUILD_EVERY_WIDGET, major, json.dumps(ROWS)], capture_output=True,
+                         text=True, env=env, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["ipywidgets"].startswith(major)

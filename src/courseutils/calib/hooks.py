@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..core.errors import CourseError, ModelError
+from ..numerics.metrics import kl_divergence_torch
 
 __all__ = ["linear_layers", "get_linear", "calibration_tokens", "iter_batches", "LinearHooks",
            "swap_weight", "model_device", "next_token_nll", "eval_loss_kld", "SuffixEvaluator"]
@@ -253,8 +254,7 @@ def _nll_kld(logits, batch, ref_logits=None) -> tuple[float, float, int]:
     nll = -logp.gather(-1, batch[:, 1:, None]).squeeze(-1)             # (B, T-1)
     kld = 0.0
     if ref_logits is not None:
-        ref = F.log_softmax(ref_logits[:, :-1].to(torch.float64), dim=-1)
-        kld = float((ref.exp() * (ref - logp)).sum(-1).clamp_min(0).sum())
+        kld = float(kl_divergence_torch(ref_logits[:, :-1], logits[:, :-1]).sum())
     return float(nll.sum()), kld, nll.numel()
 
 

@@ -13,7 +13,9 @@ KL divergence and same-top-token rate (``--kl-divergence``) use the same positio
 ``KLD_t = Σ_v p_base(v) [log p_base(v) − log p(v)]`` averaged over positions, and the
 fraction of positions where both models rank the same token first.
 
-Everything here is plain numpy on logits, so the HF model (torch) and llama.cpp share it.
+Everything here is plain numpy on logits, so the HF model (torch) and llama.cpp share it,
+except :func:`kl_divergence_torch`: the same KLD on torch tensors, for the fake-quant path
+that keeps logits on the model's device (torch is imported inside it, never at import).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 from ..core.errors import CourseError, EvalTextError
 
 __all__ = ["check_n_ctx", "make_chunks", "scored_slice", "log_softmax", "token_nll", "perplexity", "kl_divergence",
-           "top1_agreement", "MAX_CTX"]
+           "kl_divergence_torch", "top1_agreement", "MAX_CTX"]
 
 MAX_CTX = 1 << 16
 
@@ -107,6 +109,29 @@ def kl_divergence(base_logits: np.ndarray, logits: np.ndarray) -> np.ndarray:
         raise CourseError(f"base_logits {base_logits.shape} and logits {logits.shape} must have the same shape")
     lp_base, lp = log_softmax(base_logits), log_softmax(logits)
     return np.maximum((np.exp(lp_base) * (lp_base - lp)).sum(axis=-1), 0.0)
+
+
+def kl_divergence_torch(base_logits, logits):
+    """:func:`kl_divergence` on torch tensors: per-position ``KL(p_base || p)`` in nats.
+
+    ``KL_t = Σ_v p_base(v) [log p_base(v) − log p(v)]`` with both log-softmaxes taken in
+    float64 (max-subtracted, so logits of any size are safe; the KL of a small
+    perturbation is second order in the logit change, and float32 round-off of ~1e-7
+    nats would swamp it). Clamped at 0 against round-off, as the numpy version.
+
+    Args:
+        base_logits, logits: ``(..., V)`` tensors of the same shape, any device/dtype.
+    Returns:
+        A float64 tensor ``(...)`` on the inputs' device.
+    """
+    import torch
+
+    if base_logits.shape != logits.shape:
+        raise CourseError(f"base_logits {tuple(base_logits.shape)} and logits {tuple(logits.shape)} "
+                          "must have the same shape")
+    lp_base = torch.log_softmax(base_logits.to(torch.float64), dim=-1)   # (..., V)
+    lp = torch.log_softmax(logits.to(torch.float64), dim=-1)             # (..., V)
+    return (lp_base.exp() * (lp_base - lp)).sum(-1).clamp_min(0.0)
 
 
 def top1_agreement(base_logits: np.ndarray, logits: np.ndarray) -> float:

@@ -32,6 +32,18 @@ __all__ = ["function_prompts", "is_valid_prefix", "indentation_ok", "follows_for
 CLOSERS = {")", "]", "}"}
 
 
+def _ignore_source_warnings() -> None:
+    """Inside ``catch_warnings``: silence what the compiler says about the text it parses.
+
+    The standard library's files and the model's completions are data here, not our code:
+    compiling them reports their invalid escape sequences (``"\\d"``; DeprecationWarning up to
+    Python 3.11, SyntaxWarning from 3.12) and ``is`` with a literal (SyntaxWarning). Only those
+    two categories are silenced, only while parsing.
+    """
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def function_prompts(n: int = 16, split: str = "validation", seed: int = 0, root=None) -> list[str]:
     """``n`` prompts: a function's ``def`` line and first body line, dedented, from ``split`` files."""
     if split not in SPLITS:
@@ -43,7 +55,7 @@ def function_prompts(n: int = 16, split: str = "validation", seed: int = 0, root
         source = f.path.read_text(encoding="utf-8", errors="replace")
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                _ignore_source_warnings()
                 tree = ast.parse(source)
         except SyntaxError:
             continue
@@ -65,7 +77,7 @@ def function_prompts(n: int = 16, split: str = "validation", seed: int = 0, root
 def is_valid_prefix(code: str) -> bool:
     """True if ``code`` is complete Python or an unfinished prefix of valid Python."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        _ignore_source_warnings()
         try:
             codeop.compile_command(code, "<completion>", "exec")
             return True

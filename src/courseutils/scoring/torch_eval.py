@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import CourseError
-from ..numerics.metrics import make_chunks, scored_slice
+from ..numerics.metrics import kl_divergence_torch, make_chunks, scored_slice
 
 __all__ = ["TokenScores", "text_chunks", "score_torch"]
 
@@ -71,13 +71,15 @@ def score_torch(model, chunks: np.ndarray, base=None, batch_size: int = 4, progr
         batch = torch.as_tensor(chunks[start:start + batch_size], device=device)  # (b, n_ctx)
         targets = batch[:, sl.start + 1: sl.stop + 1]  # (b, n_scored)
         with torch.no_grad():
-            lq = F.log_softmax(model(input_ids=batch, use_cache=False).logits[:, sl].double(), dim=-1)  # (b, s, V)
+            zq = model(input_ids=batch, use_cache=False).logits[:, sl].double()    # (b, s, V)
+            lq = F.log_softmax(zq, dim=-1)                                          # (b, s, V)
             out["nll"].append(-lq.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu().numpy())
             if base is not None:
-                lp = F.log_softmax(base(input_ids=batch.to(next(base.parameters()).device), use_cache=False)
-                                   .logits[:, sl].double().to(device), dim=-1)
+                zp = (base(input_ids=batch.to(next(base.parameters()).device), use_cache=False)
+                      .logits[:, sl].double().to(device))                              # (b, s, V)
+                lp = F.log_softmax(zp, dim=-1)
                 out["base_nll"].append(-lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu().numpy())
-                out["kld"].append((lp.exp() * (lp - lq)).sum(-1).clamp_min(0).cpu().numpy())
+                out["kld"].append(kl_divergence_torch(zp, zq).cpu().numpy())        # (b, s)
                 out["same_top"].append((lp.argmax(-1) == lq.argmax(-1)).cpu().numpy())
     joined = {k: np.concatenate(v) if v else None for k, v in out.items()}
     return TokenScores(**joined)
