@@ -3,16 +3,22 @@
 - ``bridge``: quantize, check and load GGUF files, logits, generation, the GGUF cache.
 - ``typemap``: which type each tensor gets in a llama.cpp mix (Q4_K_M ...), from llama.cpp.
 - ``loading``: how a model loads on this CPU (llama.cpp's extra buffer types on or off: AMX-safe).
+- ``log``: a tap on llama.cpp's log callback, so errors quote llama.cpp's last log lines
+  and loads keep their log (``captured_log``, ``recent_log``).
+- ``parity``: comparing llama.cpp's tokenization of an export with the HF tokenizer's, and
+  explaining the first difference (the bridge's ``check_tokenizer_parity`` runs it).
 
-The public names of all three are re-exported here, so ``from courseutils.llamacpp import
+The public names of all five are re-exported here, so ``from courseutils.llamacpp import
 quantize`` works. Importing this package loads the bridge (and sets ``OMP_WAIT_POLICY``);
 llama_cpp itself is loaded on first use.
 
 May import: core, numerics, model, ggml.
 """
-from . import bridge, loading, typemap
+from . import bridge, loading, log, parity, typemap
 from .bridge import *  # noqa: F401,F403  (the bridge's __all__)
 from .loading import *  # noqa: F401,F403
+from .log import *  # noqa: F401,F403
+from .parity import *  # noqa: F401,F403
 from .typemap import llama_type_map
 
-__all__ = [*bridge.__all__, *loading.__all__, *typemap.__all__]
+__all__ = [*bridge.__all__, *loading.__all__, *log.__all__, *parity.__all__, *typemap.__all__]
