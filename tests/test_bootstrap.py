@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from courseutils.core.errors import CourseError
-from courseutils.numerics.bootstrap import Interval, mean_ci, ppl_diff_ci, spearman_ci
+from courseutils.numerics.bootstrap import Interval, mean_ci, ppl_diff_ci, spearman_ci, spearman_diff_ci
 
 
 def test_identical_models_are_indistinguishable():
@@ -88,6 +88,27 @@ def test_few_points_give_a_wide_rank_interval():
     y = x + rng.normal(0, 1.0, size=8)
     ci = spearman_ci(x, y)
     assert ci.high - ci.low > 0.5
+
+
+def test_spearman_diff_is_the_difference_of_scipys_and_pairing_narrows_it():
+    rng = np.random.default_rng(9)
+    y = rng.normal(size=20)
+    a = y + rng.normal(0, 0.3, size=20)           # a good score
+    b = a + rng.normal(0, 0.3, size=20)           # a noisier copy of it: shares a's luck
+    ci = spearman_diff_ci(a, b, y)
+    assert ci.estimate == pytest.approx(spearmanr(a, y).statistic - spearmanr(b, y).statistic)
+    assert ci.low <= ci.estimate <= ci.high
+    # paired: narrower than the interval of an unpaired bootstrap (a and b resampled independently)
+    rng2 = np.random.default_rng(1)
+    i1, i2 = rng2.integers(0, 20, (2000, 20)), rng2.integers(0, 20, (2000, 20))
+    unpaired = [spearmanr(a[r1], y[r1]).statistic - spearmanr(b[r2], y[r2]).statistic for r1, r2 in zip(i1, i2)]
+    lo, hi = np.nanquantile(unpaired, [0.025, 0.975])
+    assert ci.high - ci.low < 0.9 * (hi - lo)
+    same = spearman_diff_ci(a, 2 * a + 1, y)      # the same ranking: zero in every replicate
+    assert same.estimate == same.low == same.high == 0.0
+    assert "indistinguishable" in same.verdict("a's rank correlation", "b's")
+    with pytest.raises(CourseError, match="equal length"):
+        spearman_diff_ci(a, b[:5], y)
 
 
 def test_interval_format_and_covers():

@@ -7,8 +7,8 @@ import torch
 
 from courseutils.core.errors import CourseError
 from courseutils.calib.hessian import (HessianAccumulator, dampen, double_backward_attention, empirical_fisher,
-                                 hessian_inverse, hessian_vector_product, hutchinson_trace, layer_hessians,
-                                 model_hutchinson)
+                                 hessian_inverse, hessian_vector_product, hutchinson_trace, hutchinson_variance,
+                                 layer_hessians, model_hutchinson)
 from courseutils.calib.hooks import get_linear, next_token_nll
 from conftest import tiny_random_llama
 
@@ -29,6 +29,59 @@ def test_accumulator_equals_dense_2XtX_over_N():
     assert acc.n == 50
     with pytest.raises(CourseError, match="d_in=6"):
         acc.add_batch(torch.zeros(3, 5))
+
+
+def gptq_add_batch(H, nsamples, inp):
+    """GPTQ's ``add_batch`` for an nn.Linear (IST-DASLab/gptq, gptq.py), transcribed: the oracle."""
+    if len(inp.shape) == 2:
+        inp = inp.unsqueeze(0)
+    tmp = inp.shape[0]
+    if len(inp.shape) == 3:
+        inp = inp.reshape((-1, inp.shape[-1]))
+    inp = inp.t()
+    H *= nsamples / (nsamples + tmp)
+    nsamples += tmp
+    inp = (2 / nsamples) ** 0.5 * inp
+    H += inp.matmul(inp.t())
+    return H, nsamples
+
+
+def test_count_sequence_is_gptqs_hessian_and_T_times_ours():
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(b, 12, 5, dtype=torch.float64, generator=g) for b in (2, 1, 3)]   # (B, T, d_in)
+    H, n = torch.zeros(5, 5, dtype=torch.float64), 0
+    ours, gptq_like = HessianAccumulator(5), HessianAccumulator(5, count="sequence")
+    for X in batches:
+        H, n = gptq_add_batch(H, n, X)
+        ours.add_batch(X)
+        gptq_like.add_batch(X)
+    torch.testing.assert_close(gptq_like.H, H)
+    assert gptq_like.n == n == 6 and ours.n == 72
+    torch.testing.assert_close(gptq_like.H, 12 * ours.H)                  # T = 12 tokens per sequence
+    with pytest.raises(CourseError, match="count='sequence' needs"):
+        gptq_like.add_batch(torch.zeros(4, 5))
+    with pytest.raises(CourseError, match="count='tokens'"):
+        HessianAccumulator(5, count="tokens")
+
+
+def test_hutchinson_variance_equals_the_variance_over_all_probes():
+    """Enumerate all 2^n Rademacher vectors of a small symmetric H: the exact variance per block."""
+    import itertools
+
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((7, 7))
+    H = A + A.T
+    blocks = [slice(0, 3), slice(3, 7)]
+    V = np.array(list(itertools.product([-1.0, 1.0], repeat=7)))          # (128, 7): every probe, equally likely
+    HV = V @ H
+    for b, var in zip(blocks, hutchinson_variance(H, blocks)):
+        est = (V[:, b] * HV[:, b]).sum(1)                                   # v_l^T (H v)_l per probe
+        assert est.mean() == pytest.approx(np.trace(H[b, b]))
+        assert var == pytest.approx(est.var(), rel=1e-12)
+    whole = (V * HV).sum(1)
+    assert hutchinson_variance(H)[0] == pytest.approx(whole.var(), rel=1e-12)
+    with pytest.raises(CourseError, match="symmetric"):
+        hutchinson_variance(A)
 
 
 def test_layer_hessians_match_the_inputs_seen(tiny):

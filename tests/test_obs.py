@@ -7,8 +7,8 @@ import torch
 
 from courseutils.core.errors import CourseError
 from courseutils.calib.hessian import dampen, hessian_inverse
-from courseutils.algorithms.obs import (obd_saliency, obs_saliency, obs_update, prune, prune_magnitude, prune_obd, prune_obs,
-                             reconstruction_error, remove_from_inverse)
+from courseutils.algorithms.obs import (obd_saliency, obq_update, obs_saliency, obs_update, obs_update_set, prune,
+                                       prune_magnitude, prune_obd, prune_obs, reconstruction_error, remove_from_inverse)
 
 
 def problem(d=6, n=40, rows=3, seed=0):
@@ -150,3 +150,81 @@ def test_bad_inputs():
     with pytest.raises(CourseError, match="non-positive"):
         obs_saliency(W, -np.eye(6))
     assert hessian_inverse(H).shape == (6, 6)
+
+
+def test_obs_saliency_never_exceeds_obd_saliency():
+    """[H^-1]_qq >= 1/H_qq for SPD H (Cauchy-Schwarz), with equality for a diagonal H."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        d = int(rng.integers(2, 9))
+        A = rng.standard_normal((d, d))
+        H = A @ A.T + 0.05 * np.eye(d)
+        w = rng.standard_normal(d)
+        H_inv = np.linalg.inv(H)
+        assert np.all(np.diag(H_inv) * np.diag(H) >= 1 - 1e-12)
+        assert np.all(obs_saliency(w, H_inv).numpy() <= obd_saliency(w, H).numpy() * (1 + 1e-12))
+
+
+def test_obs_update_set_is_the_exact_least_squares_solution():
+    """Removing Q at once: the refit of the other weights by least squares on X (the oracle)."""
+    X, H, W = problem(d=7, n=50, rows=3, seed=4)
+    H_inv = np.linalg.inv(H)
+    for w, Q in zip(W, ([0, 3], [1, 2, 5], [6])):
+        dw, L = obs_update_set(w, H_inv, Q)
+        keep = [i for i in range(len(w)) if i not in Q]
+        w_ls = np.zeros_like(w)
+        w_ls[keep] = np.linalg.lstsq(X[:, keep], X @ w, rcond=None)[0]   # min ||X w_hat - X w||, w_hat_Q = 0
+        np.testing.assert_allclose((w + dw.numpy()), w_ls, atol=1e-10)
+        assert L == pytest.approx(0.5 * dw.numpy() @ H @ dw.numpy(), rel=1e-10)
+        assert L == pytest.approx(np.sum((X @ (w_ls - w)) ** 2) / len(X), rel=1e-10)   # H = 2 X^T X / n
+
+
+def test_obs_update_set_of_one_weight_is_obs_and_sequential_obs_reaches_the_joint_optimum():
+    _, H, W = problem(seed=6)
+    w, H_inv = W[0], np.linalg.inv(H)
+    for q in range(len(w)):
+        dw1, L1 = obs_update(w, H_inv, q)
+        dws, Ls = obs_update_set(w, H_inv, [q])
+        np.testing.assert_allclose(dws.numpy(), dw1.numpy(), atol=1e-12)
+        assert Ls == pytest.approx(L1, rel=1e-12)
+    # remove 1, then 4 (with the downdated inverse): the same weights as removing {1, 4} jointly
+    dw_a, La = obs_update(w, H_inv, 1)
+    w_a = w + dw_a.numpy()
+    dw_b, Lb = obs_update(w_a, remove_from_inverse(H_inv, 1), 4)
+    dw_j, Lj = obs_update_set(w, H_inv, [1, 4])
+    np.testing.assert_allclose(w_a + dw_b.numpy(), w + dw_j.numpy(), atol=1e-10)
+    assert La + Lb == pytest.approx(Lj, rel=1e-9)
+    # and the joint cost exceeds the sum of the two single saliencies from the start in general
+    s = obs_saliency(w, H_inv).numpy()
+    assert not np.isclose(Lj, s[1] + s[4])
+
+
+def test_obq_update_moves_one_weight_to_its_grid_value_at_least_cost():
+    X, H, W = problem(d=6, n=40, rows=2, seed=7)
+    H_inv = np.linalg.inv(H)
+    for w in W:
+        for q in range(len(w)):
+            v = np.round(w[q] * 2) / 2                                # a grid of step 0.5
+            dw, L = obq_update(w, H_inv, q, v)
+            assert (w + dw.numpy())[q] == pytest.approx(v, abs=1e-12)
+            # oracle: the other weights refit by least squares with w_q pinned to v
+            keep = [i for i in range(len(w)) if i != q]
+            w_ls = np.full_like(w, v)
+            w_ls[keep] = np.linalg.lstsq(X[:, keep], X @ w - X[:, q] * v, rcond=None)[0]
+            np.testing.assert_allclose(w + dw.numpy(), w_ls, atol=1e-10)
+            assert L == pytest.approx((w[q] - v) ** 2 / (2 * H_inv[q, q]), rel=1e-10)
+            # rounding w_q alone (no compensation) costs the OBD-like (w_q - v)^2 H_qq / 2, never less
+            assert L <= (w[q] - v) ** 2 * H[q, q] / 2 * (1 + 1e-12)
+        dw0, L0 = obq_update(w, H_inv, 2, 0.0)                       # target 0 is pruning
+        np.testing.assert_allclose(dw0.numpy(), obs_update(w, H_inv, 2)[0].numpy(), atol=1e-12)
+
+
+def test_obs_update_set_bad_inputs():
+    _, H, W = problem()
+    H_inv = np.linalg.inv(H)
+    with pytest.raises(CourseError, match="distinct"):
+        obs_update_set(W[0], H_inv, [1, 1])
+    with pytest.raises(CourseError, match="distinct"):
+        obs_update_set(W[0], H_inv, [])
+    with pytest.raises(CourseError, match="target has shape"):
+        obs_update_set(W[0], H_inv, [0, 1], [0.0])

@@ -8,7 +8,8 @@ import torch
 from courseutils.core.errors import CourseError, ModelError
 from courseutils.calib.hooks import LinearHooks, SuffixEvaluator, eval_loss_kld, get_linear, linear_layers, next_token_nll, swap_weight
 from courseutils.algorithms.sensitivity import (collect_sensitivity, group_scores, group_truth, layer_noise_sensitivity,
-                                     noise_perturbation, rank_correlation, rtn_perturbation)
+                                               measure_perturbation, noise_perturbation, rank_correlation,
+                                               rtn_perturbation, standard_error)
 from conftest import tiny_random_llama
 
 LAYER = "model.layers.1.mlp.down_proj"
@@ -99,9 +100,36 @@ def test_group_scores_definition(tiny):
     dW = noise_perturbation(get_linear(model, LAYER).weight, rel=0.1, seed=3)
     sc = group_scores(stats, dW, channel_group=4)
     col2 = (dW.astype(np.float64) ** 2).sum(0)
-    np.testing.assert_allclose(sc["alpha"], (stats.alpha * col2).reshape(-1, 4).sum(1))
+    d_out = dW.shape[0]
+    np.testing.assert_allclose(sc["alpha"], (stats.alpha * col2 / d_out).reshape(-1, 4).sum(1))
+    np.testing.assert_allclose(sc["alpha_no_dout"], d_out * sc["alpha"])
     np.testing.assert_allclose(sc["gptq"] / stats.n_tokens, sc["awq"])  # eq. 8 and 9 differ by N only
     assert sc["alpha"].shape == (32 // 4,)
+    whole = group_scores(stats, dW, channel_group=dW.shape[1])          # one score for the whole layer
+    assert whole["alpha"].shape == (1,) and whole["alpha"][0] == pytest.approx(sc["alpha"].sum())
+
+
+def test_alpha_over_d_out_is_the_expected_fisher_quadratic_of_an_isotropic_error(tiny):
+    """E over dW with E[delta_j delta_j^T] = s^2 I of (1/2n) sum_i <G_i, dY_i>^2 equals (N/2n) sum_j alpha_j/d_out E||delta_j||^2.
+
+    The left side is the position-diagonal empirical-Fisher quadratic (lesson 04, eq. 7); averaging
+    it over many Gaussian dW (Monte Carlo, seeded) is the oracle for the 1/d_out factor.
+    """
+    model, tokens = tiny
+    stats = collect_sensitivity(model, tokens, [LAYER], progress=False)[LAYER]
+    X, G = dense_XG(model, tokens, LAYER)                       # (N, d_in), (N, d_out)
+    N, n = X.shape[0], stats.n_pred
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.5, 2.0, size=X.shape[1])                  # a different error size per column
+    draws = 4000
+    dW = rng.standard_normal((draws, G.shape[1], X.shape[1])) * s   # (draws, d_out, d_in)
+    dY = np.einsum("nj,boj->bno", X.numpy(), dW)                # (draws, N, d_out) = X dW^T
+    quad = ((dY * G.numpy()[None]) .sum(-1) ** 2).sum(-1) / (2 * n)   # (draws,)
+    col2 = G.shape[1] * s ** 2                                  # E ||delta_j||^2
+    predicted = N / (2 * n) * float((stats.alpha / stats.d_out * col2).sum())
+    se = quad.std(ddof=1) / np.sqrt(draws)
+    assert abs(quad.mean() - predicted) < 4 * se, (quad.mean(), predicted, se)
+    assert abs(quad.mean() - predicted * stats.d_out) > 100 * se      # without 1/d_out: far off
 
 
 def test_rtn_perturbation_lies_on_the_grid(tiny):
@@ -138,7 +166,12 @@ def test_layer_noise_sensitivity_is_positive_and_seeded(tiny):
     layers = [n for n, _ in linear_layers(model)][:3]
     r1 = layer_noise_sensitivity(model, tokens, layers, rel=0.2, seeds=(0, 1), progress=False)
     r2 = layer_noise_sensitivity(model, tokens, layers, rel=0.2, seeds=(0, 1), progress=False)
-    assert r1 == r2
+    for name in layers:
+        for k in ("delta_loss", "kld", "delta_loss_seq", "kld_seq"):
+            np.testing.assert_array_equal(r1[name][k], r2[name][k])
+        assert r1[name]["delta_loss_seq"].shape == (tokens.shape[0],)
+        # equally long sequences: the overall mean is the mean of the per-sequence means
+        assert r1[name]["delta_loss"] == pytest.approx(r1[name]["delta_loss_seq"].mean(), rel=1e-9, abs=1e-15)
     assert all(v["kld"] > 0 for v in r1.values())
     # the weights are restored afterwards
     base1 = eval_loss_kld(model, tokens, progress=False)[0]
@@ -160,6 +193,32 @@ def test_suffix_evaluator_equals_a_full_forward_pass(tiny):
     assert ev.block_of("model.layers.1.mlp.up_proj") == 1
     with pytest.raises(ModelError, match="decoder block"):
         ev.block_of("lm_head")
+
+
+def test_per_token_measurements_add_up_and_give_a_standard_error(tiny):
+    from scipy.stats import sem
+
+    model, tokens = tiny
+    ev = SuffixEvaluator(model, tokens, batch_size=4)
+    assert ev.base_tokens.shape == (tokens.shape[0], tokens.shape[1] - 1)
+    W = get_linear(model, LAYER).weight.detach()
+    dW = 0.3 * torch.randn(W.shape, dtype=W.dtype, generator=torch.Generator().manual_seed(5))
+    with swap_weight(model, LAYER, W + dW):
+        dnll, kld = ev.measure_tokens(LAYER)
+        full = next_token_nll(model, tokens).detach().numpy()          # the oracle: a plain forward pass
+    np.testing.assert_allclose(dnll + ev.base_tokens, full, rtol=1e-9)
+    assert np.all(kld >= 0)
+    m = measure_perturbation(model, LAYER, dW.numpy(), ev)
+    # measure_perturbation takes dW in float32 (as group_truth always has): agreement to ~1e-7
+    assert m["delta_loss"] == pytest.approx(dnll.mean(), rel=1e-5) and m["kld"] == pytest.approx(kld.mean(), rel=1e-5)
+    np.testing.assert_allclose(m["delta_loss_seq"], dnll.mean(1), rtol=1e-5)
+    assert standard_error(m["delta_loss_seq"]) == pytest.approx(sem(m["delta_loss_seq"]))
+    # group_truth keeps per-sequence values whose mean is the group's value
+    t = group_truth(model, LAYER, dW.numpy(), tokens, channel_group=8, evaluator=ev, progress=False)
+    assert t["delta_loss_seq"].shape == (32 // 8, tokens.shape[0])
+    np.testing.assert_allclose(t["delta_loss_seq"].mean(1), t["delta_loss"], rtol=1e-9, atol=1e-15)
+    with pytest.raises(CourseError, match="at least 2"):
+        standard_error([1.0])
 
 
 def test_hooks_see_every_linear_layer_and_clean_up(tiny):

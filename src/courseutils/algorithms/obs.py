@@ -12,6 +12,17 @@ Near a minimum the loss change of a weight perturbation ``dw`` is, to second ord
 
   and after removing q the inverse Hessian of the remaining weights is
   ``H^-1 - H^-1 e_q e_q^T H^-1 / [H^-1]_qq`` (no new inversion).
+- **OBS never costs more than OBD**: ``[H^-1]_qq >= 1 / H_qq`` for a symmetric positive definite H
+  (Cauchy-Schwarz: ``1 = (e_q^T H^{1/2} H^{-1/2} e_q)^2 <= H_qq [H^-1]_qq``), so
+  ``w_q^2 / (2 [H^-1]_qq) <= w_q^2 H_qq / 2``.
+- **A set Q at once** (:func:`obs_update_set`): the constraint ``E_Q^T dw = t_Q - w_Q`` (``E_Q``: the
+  columns of the identity for Q, ``t_Q`` the targets) gives
+
+      dw = H^-1 E_Q ([H^-1]_QQ)^-1 (t_Q - w_Q),    L_Q = 1/2 (w_Q - t_Q)^T ([H^-1]_QQ)^-1 (w_Q - t_Q).
+
+  Pruning is ``t_Q = 0``. **OBQ** (Frantar & Alistarh 2022, the step to GPTQ) sets one weight to its
+  quantized value, ``t_q = quant(w_q)`` (:func:`obq_update`): the OBS update with ``w_q - quant(w_q)``
+  in place of ``w_q``.
 
 For a linear layer with the layer-local objective ``sum_rows (1/N) ||X (w_hat_r - w_r)||^2``
 every output row r has the same Hessian ``H = 2 X^T X / N`` (see :mod:`courseutils.calib.hessian`)
@@ -26,8 +37,8 @@ from __future__ import annotations
 from ..calib.hessian import _square, hessian_inverse
 from ..core.errors import CourseError
 
-__all__ = ["obd_saliency", "obs_saliency", "obs_update", "remove_from_inverse", "prune_magnitude", "prune_obd",
-           "prune_obs", "prune", "reconstruction_error", "METHODS"]
+__all__ = ["obd_saliency", "obs_saliency", "obs_update", "obs_update_set", "obq_update", "remove_from_inverse",
+           "prune_magnitude", "prune_obd", "prune_obs", "prune", "reconstruction_error", "METHODS"]
 
 METHODS = ("magnitude", "obd", "obs")
 
@@ -89,6 +100,52 @@ def obs_update(w, H_inv, q: int):
         raise CourseError(f"[H_inv]_qq = {float(hqq)} for q={q}; it must be positive")
     dw = -(w[q] / hqq) * H_inv[:, q]
     return dw, float(w[q] ** 2 / (2 * hqq))
+
+
+def obs_update_set(w, H_inv, Q, target=None):
+    """OBS for a set of weights at once: ``(dw, L_Q)`` moving ``w_Q`` to ``target`` at least quadratic cost.
+
+    Minimises ``1/2 dw^T H dw`` subject to ``(w + dw)_Q = target`` (default 0, pruning). With
+    ``E_Q`` the columns of the identity for Q, the Lagrangian gives
+
+        dw = H^-1 E_Q ([H^-1]_QQ)^-1 (target - w_Q),
+        L_Q = 1/2 (w_Q - target)^T ([H^-1]_QQ)^-1 (w_Q - target),
+
+    the exact minimiser, which is not the sum of single-weight OBS steps: the weights of Q
+    interact through the off-diagonal of ``[H^-1]_QQ``. One weight gives :func:`obs_update`.
+
+    Args:
+        w: (d,) weights; H_inv: (d, d) inverse Hessian; Q: indices (distinct) of the constrained weights;
+        target: (|Q|,) values ``w_Q`` must take (default zeros).
+    """
+    import torch
+
+    w, H_inv = _check_pair(w, H_inv, "H_inv")
+    w = w[0]
+    Q = [Q] if isinstance(Q, int) else list(Q)
+    if not Q or len(set(Q)) != len(Q) or not all(isinstance(q, int) and 0 <= q < w.numel() for q in Q):
+        raise CourseError(f"Q={Q!r}; allowed: distinct integer indices 0..{w.numel() - 1}, at least one")
+    idx = torch.tensor(Q, device=w.device)
+    t = torch.zeros(len(Q), dtype=w.dtype, device=w.device) if target is None else _t(target, "target").to(w.device)
+    if t.shape != (len(Q),):
+        raise CourseError(f"target has shape {tuple(t.shape)}; Q has {len(Q)} indices, so it must be ({len(Q)},)")
+    r = w[idx] - t                                                    # (|Q|,) how far each must move
+    HQQ = H_inv[idx][:, idx]                                          # [H^-1]_QQ  (|Q|, |Q|)
+    L, info = torch.linalg.cholesky_ex(HQQ)
+    if int(info) != 0:
+        raise CourseError(f"[H_inv]_QQ for Q={Q} is not positive definite; H_inv is not the inverse of an SPD H")
+    lam = torch.cholesky_solve(r[:, None], L)[:, 0]                   # ([H^-1]_QQ)^-1 (w_Q - t)
+    dw = -H_inv[:, idx] @ lam                                         # (d,)
+    return dw, float(0.5 * (r * lam).sum())
+
+
+def obq_update(w, H_inv, q: int, value):
+    """The OBQ step: set ``w_q`` to its quantized ``value`` and compensate with the other weights.
+
+    ``dw = -((w_q - value) / [H^-1]_qq) H^-1 e_q``, cost ``(w_q - value)^2 / (2 [H^-1]_qq)``: the OBS
+    update with the rounding error ``w_q - quant(w_q)`` in place of ``w_q`` (Frantar & Alistarh 2022).
+    """
+    return obs_update_set(w, H_inv, [q], [float(value)])
 
 
 def remove_from_inverse(H_inv, q: int):

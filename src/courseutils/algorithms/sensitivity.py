@@ -1,24 +1,36 @@
-"""Channel sensitivity from a first-order Taylor expansion of the loss (lesson 04).
+"""Channel sensitivity from a Taylor expansion of the loss (lesson 04).
 
-For a linear layer ``Y = X W^T`` (X: (N, d_in) calibration tokens, W: (d_out, d_in))
-a weight perturbation ``dW`` changes the loss by, to first order,
+**One convention for G.** For a calibration batch let ``L_sum`` be the *summed* next-token NLL
+of all its ``n`` predicted tokens and ``L = L_sum / n`` the mean. ``G = dL_sum/dY`` (N, d_out),
+one row per token position (N = tokens, including each sequence's last position, whose row is
+zero); sequences do not interact, so ``G_i`` is also the gradient of its own sequence's summed
+loss and does not depend on the batch size. Everything below uses this ``G``.
 
-    dL ~ <dL/dW, dW> = sum_i <G_i, dY_i>,   dY = X dW^T,   G = dL/dY  (N, d_out).
+For a linear layer ``Y = X W^T`` (X: (N, d_in), W: (d_out, d_in)) a weight perturbation ``dW``
+changes the mean loss by, to first order,
 
-Restricting ``dW`` to one input column ``j`` gives ``dL ~ <G^T X_{:,j}, dW_{:,j}>``, so the
-vector ``G^T X_{:,j}`` is the coefficient that decides how much channel ``j`` matters.
-Its expected squared norm is the *activation sensitivity* (Xu 2026, eq. 5-6):
+    dL ~ <dL/dW, dW> = (1/n) <G^T X, dW>,        dY = X dW^T.
 
-    alpha_j = E_i ||G_i^T X_ij||^2 = E_i [ X_ij^2 ||G_i||^2 ] = (X^T D X)_jj / N,
-    D = diag(||G_1||^2, ..., ||G_N||^2).
+The vector ``G^T X_{:,j}`` (d_out,) prices an error in input column ``j``. The *activation
+sensitivity* (Xu 2026, eq. 5-6) is its squared norm, taken per token position:
 
-**What E ranges over.** Here ``E`` is the average over calibration *tokens* ``i`` (rows
-of X), with ``G_i = dL_s/dY_i`` the gradient of the summed next-token NLL ``L_s`` of the
-token's sequence. That is the reading under which eq. 5 and eq. 6 agree: for one token
-``G^T X_{:,j}`` is ``X_ij G_i``. Averaging instead over *sequences* s the squared norm of
-the sequence gradient ``G_s^T X_{s,j}`` keeps the cross-token products
-``sum_{i != i'} X_ij X_i'j <G_i, G_i'>``; that variant (``alpha_seq``) is the column sum of the
-empirical Fisher diagonal, and is computed on request for comparison.
+    alpha_j = (1/N) sum_i X_ij^2 ||G_i||^2 = (X^T D X)_jj / N,     D = diag(||G_1||^2, ..., ||G_N||^2).
+
+Eq. 5 squares ``G^T X_{:,j}`` over a whole sequence (``alpha_seq``, computed on request); it
+equals ``T`` times eq. 6 only if the cross-position terms
+``sum_{i != i'} X_ij X_i'j <G_i, G_i'>`` vanish: the diagonal approximation of the token Gram
+matrix ``G G^T`` (per-position contributions treated as uncorrelated).
+
+**From alpha to a loss change: the 1/d_out.** With the empirical Fisher as the curvature and
+the position-diagonal approximation, ``dL ~ (1/(2n)) sum_i <G_i, dY_i>^2``. For a column error
+``delta_j`` that points in no particular direction (``E[delta_j delta_j^T] = ||delta_j||^2 I / d_out``,
+columns independent), ``E <G_i, delta_j>^2 = ||G_i||^2 ||delta_j||^2 / d_out``, so
+
+    E dL ~ (N / 2n) sum_j (alpha_j / d_out) ||dW_{:,j}||^2.
+
+``alpha_j`` sums ``d_out`` squared gradient components; a random error only meets one
+direction's worth of them. Within a layer the factor is a constant; across layers of different
+``d_out`` it decides the ranking (:func:`group_scores` applies it).
 
 The two simplifications of the paper:
 
@@ -28,7 +40,8 @@ The two simplifications of the paper:
 On one calibration set these two rank channels identically (they differ by the factor N);
 AWQ's code actually averages the first moment ``E_i |X_ij|`` (``awq_abs``), kept as a
 fourth proxy. The ground truth is measured: perturb one group of input channels (RTN or
-noise), run the model, record the change of the mean NLL and the KL divergence.
+noise), run the model, record the change of the mean NLL and the KL divergence, per held-out
+sequence so that its standard error is known.
 """
 from __future__ import annotations
 
@@ -42,8 +55,8 @@ from ..calib.hooks import (LinearHooks, SuffixEvaluator, calibration_tokens, get
 from ..core.errors import CourseError, ModelError
 
 __all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "rtn_perturbation", "noise_perturbation",
-           "group_truth", "group_scores", "rank_correlation", "proxy_study", "layer_noise_sensitivity",
-           "benchmark_proxies"]
+           "measure_perturbation", "group_truth", "group_scores", "rank_correlation", "proxy_study",
+           "layer_noise_sensitivity", "standard_error", "benchmark_proxies"]
 
 PROXIES = ("alpha", "awq", "gptq", "awq_abs")
 
@@ -60,8 +73,15 @@ class LayerSensitivity:
     awq: np.ndarray               # E_i X_ij^2         eq. 8
     gptq: np.ndarray              # (X^T X)_jj         eq. 9
     awq_abs: np.ndarray           # E_i |X_ij|         AWQ's activation statistic
-    grad: np.ndarray              # (d_out, d_in) d(mean NLL)/dW, the first-order coefficient
+    grad: np.ndarray              # (d_out, d_in) d(mean NLL)/dW = G^T X / n, the first-order coefficient
     alpha_seq: np.ndarray | None = field(default=None)  # E_s ||G_s^T X_{s,j}||^2 (cross terms kept)
+    n_pred: int = 0               # n: predicted tokens (the mean loss divides L_sum by n)
+    seq_len: int = 0              # T: tokens per calibration sequence
+
+    @property
+    def d_out(self) -> int:
+        """Output channels of the layer (rows of W)."""
+        return int(self.grad.shape[0])
 
     def proxy(self, kind: str) -> np.ndarray:
         """One of ``PROXIES`` (plus ``alpha_seq`` when collected) as a ``(d_in,)`` array."""
@@ -155,7 +175,8 @@ def collect_sensitivity(model, tokens, layers: list[str] | None = None, batch_si
             name=name, n_tokens=n,
             alpha=(s["x2g2"] / n).cpu().numpy(), awq=(s["x2"] / n).cpu().numpy(), gptq=s["x2"].cpu().numpy(),
             awq_abs=(s["xabs"] / n).cpu().numpy(), grad=(s["gx"] / n_pred).cpu().numpy(),
-            alpha_seq=(s["seq"] / n_seq).cpu().numpy() if per_sequence else None)
+            alpha_seq=(s["seq"] / n_seq).cpu().numpy() if per_sequence else None,
+            n_pred=n_pred, seq_len=int(tokens.shape[1]))
     return out
 
 
@@ -204,6 +225,33 @@ def _check_dW(dW, module) -> np.ndarray:
     return dW
 
 
+def measure_perturbation(model, layer: str, dW, evaluator: SuffixEvaluator) -> dict:
+    """Measured effect of ``W + dW`` on one layer: mean loss change and KLD, overall and per sequence.
+
+    Returns ``{"delta_loss", "kld"}`` (floats: means over all evaluation tokens) and
+    ``{"delta_loss_seq", "kld_seq"}`` (``(n_seq,)``: the same means per evaluation sequence,
+    from which a standard error follows, :func:`standard_error`).
+    """
+    module = get_linear(model, layer)
+    dW = _check_dW(dW, module)
+    W = module.weight.detach()
+    with swap_weight(model, layer, W + _as_tensor(dW, W)):
+        dnll, kld = evaluator.measure_tokens(layer)              # (n_seq, T-1) each
+    return {"delta_loss": float(dnll.mean()), "kld": float(kld.mean()),
+            "delta_loss_seq": dnll.mean(1), "kld_seq": kld.mean(1)}
+
+
+def standard_error(per_seq) -> float:
+    """Standard error of a mean over equally long sequences: ``std(per_seq, ddof=1) / sqrt(n_seq)``.
+
+    Sequences are the independent units (tokens of one sequence share context).
+    """
+    v = np.asarray(per_seq, dtype=np.float64)
+    if v.ndim != 1 or v.size < 2:
+        raise CourseError(f"per_seq has shape {v.shape}; need a 1-D array of at least 2 sequences")
+    return float(v.std(ddof=1) / np.sqrt(v.size))
+
+
 def group_truth(model, layer: str, dW, tokens, channel_group: int = 16, evaluator: SuffixEvaluator | None = None,
                 batch_size: int = 8, progress: bool = True) -> dict[str, np.ndarray]:
     """Measured effect of perturbing one group of input channels at a time.
@@ -220,32 +268,37 @@ def group_truth(model, layer: str, dW, tokens, channel_group: int = 16, evaluato
             evaluation tokens, to reuse across layers (only blocks from ``layer``'s on are rerun).
 
     Returns:
-        ``{"delta_loss": (n_groups,), "kld": (n_groups,)}``.
+        ``{"delta_loss": (n_groups,), "kld": (n_groups,), "delta_loss_seq": (n_groups, n_seq),
+        "kld_seq": (n_groups, n_seq)}``: the ``_seq`` arrays hold the same means per evaluation sequence.
     """
     from tqdm.auto import tqdm
 
     module = get_linear(model, layer)
     dW = _check_dW(dW, module)
     evaluator = evaluator or SuffixEvaluator(model, tokens, batch_size)
-    W = module.weight.detach().clone()
-    dW_t = _as_tensor(dW, W)
-    groups = _groups(W.shape[1], channel_group)
-    dl, kl = np.zeros(len(groups)), np.zeros(len(groups))
-    for g, J in enumerate(tqdm(groups, desc=f"perturbing channel groups of {layer}", disable=not progress,
-                               leave=False)):
-        W_new = W.clone()
-        W_new[:, J] += dW_t[:, J]
-        with swap_weight(model, layer, W_new):
-            dl[g], kl[g] = evaluator.measure(layer)
-    return {"delta_loss": dl, "kld": kl}
+    groups = _groups(dW.shape[1], channel_group)
+    rows = []
+    for J in tqdm(groups, desc=f"perturbing channel groups of {layer}", disable=not progress, leave=False):
+        dW_J = np.zeros_like(dW)
+        dW_J[:, J] = dW[:, J]
+        rows.append(measure_perturbation(model, layer, dW_J, evaluator))
+    return {k: np.array([r[k] for r in rows]) for k in ("delta_loss", "kld", "delta_loss_seq", "kld_seq")}
 
 
 def group_scores(stats: LayerSensitivity, dW, channel_group: int = 16) -> dict[str, np.ndarray]:
     """Each proxy's prediction for perturbing one channel group with ``dW``.
 
-    ``score_J = sum_{j in J} proxy_j ||dW_{:,j}||^2`` (a proxy ranks channels; the size of the
-    perturbation each column actually gets multiplies it, as in eq. 3), plus the signed
-    first-order prediction ``first_order_J = sum_{j in J} <grad_{:,j}, dW_{:,j}>`` (eq. 4).
+    - ``alpha`` (and ``alpha_seq``): ``score_J = sum_{j in J} (alpha_j / d_out) ||dW_{:,j}||^2``, in
+      units of the mean loss up to the factor ``N / 2n`` (the module docstring derives the
+      ``1/d_out``: a random column error meets one direction's worth of the ``d_out`` squared
+      gradient components that ``alpha_j`` sums);
+    - ``alpha_no_dout``: the same without ``1/d_out`` (the lesson's earlier formula, kept to show
+      what the factor changes when layers of different ``d_out`` are compared);
+    - ``awq``, ``gptq``, ``awq_abs``: ``sum_{j in J} proxy_j ||dW_{:,j}||^2``; for ``awq`` that is the
+      output error energy ``E_i ||dY_i||^2`` of independent columns, what llama.cpp's imatrix weighs;
+    - ``first_order``: the signed first-order prediction ``sum_{j in J} <grad_{:,j}, dW_{:,j}>`` (eq. 4).
+
+    ``channel_group = d_in`` gives one score for the whole layer.
     """
     dW = _weight_np(dW).astype(np.float64)
     if dW.shape != stats.grad.shape:
@@ -254,6 +307,10 @@ def group_scores(stats: LayerSensitivity, dW, channel_group: int = 16) -> dict[s
     col2 = (dW * dW).sum(0)                                    # ||dW_{:,j}||^2  (d_in,)
     kinds = PROXIES + (("alpha_seq",) if stats.alpha_seq is not None else ())
     out = {k: np.array([(stats.proxy(k)[J] * col2[J]).sum() for J in groups]) for k in kinds}
+    out["alpha_no_dout"] = out["alpha"]
+    out["alpha"] = out["alpha"] / stats.d_out
+    if stats.alpha_seq is not None:
+        out["alpha_seq"] = out["alpha_seq"] / stats.d_out
     fo = (stats.grad * dW).sum(0)                              # <grad_j, dW_j>  (d_in,)
     out["first_order"] = np.array([fo[J].sum() for J in groups])
     return out
@@ -274,21 +331,25 @@ def rank_correlation(pred, truth) -> dict[str, float]:
 
 def proxy_study(model, calib_tokens, eval_tokens, layers: list[str], bits: int = 3, group_size: int = 32,
                 n_groups: int = 16, truth: str = "kld", batch_size: int = 8, stats: dict | None = None,
-                progress: bool = True) -> dict:
+                evaluator: SuffixEvaluator | None = None, n_boot: int = 2000, progress: bool = True) -> dict:
     """Proxies against measured truth for each layer: lesson 04's experiment in one call.
 
     For every layer: ``dW = rtn_perturbation(W, bits, group_size)``; its input channels are
     split into ``n_groups`` groups of ``d_in / n_groups`` consecutive channels; the measured
     :func:`group_truth` on ``eval_tokens`` and the :func:`group_scores` from
     ``calib_tokens`` (or the given ``stats``); then the rank correlation of each score with
-    ``truth`` (``"kld"`` or ``"delta_loss"``) per layer and pooled over all layers' groups.
+    ``truth`` (``"kld"`` or ``"delta_loss"``) per layer and pooled over all layers' groups, each
+    with a bootstrap interval over the groups (:func:`courseutils.numerics.bootstrap.spearman_ci`).
     Costs ``n_groups`` forward passes over ``eval_tokens`` per layer.
 
     Returns:
-        ``{"layers": {name: {"channel_group", "truth": {...}, "scores": {...},
-        "corr": {score: {spearman, kendall}}}}, "overall": {score: {spearman, kendall}}, "seconds"}``.
+        ``{"layers": {name: {"channel_group", "dW", "truth": {...}, "scores": {...},
+        "corr": {score: {spearman, kendall}}, "ci": {score: Interval}}},
+        "overall": {score: {spearman, kendall}}, "overall_ci": {score: Interval}, "seconds"}``.
     """
     from tqdm.auto import tqdm
+
+    from ..numerics.bootstrap import spearman_ci
 
     if truth not in ("kld", "delta_loss"):
         raise CourseError(f"truth={truth!r}; allowed: 'kld', 'delta_loss'")
@@ -296,7 +357,7 @@ def proxy_study(model, calib_tokens, eval_tokens, layers: list[str], bits: int =
         raise CourseError(f"n_groups={n_groups!r}; allowed: an integer >= 3 (rank correlations need 3 points)")
     t0 = time.perf_counter()
     stats = stats or collect_sensitivity(model, calib_tokens, layers, batch_size=batch_size, progress=progress)
-    evaluator = SuffixEvaluator(model, eval_tokens, batch_size)
+    evaluator = evaluator or SuffixEvaluator(model, eval_tokens, batch_size)
     result: dict = {"layers": {}}
     for name in tqdm(layers, desc="measuring true sensitivity", disable=not progress):
         W = get_linear(model, name).weight
@@ -306,37 +367,38 @@ def proxy_study(model, calib_tokens, eval_tokens, layers: list[str], bits: int =
         dW = rtn_perturbation(W, bits, group_size)
         t = group_truth(model, name, dW, eval_tokens, cg, evaluator, batch_size, progress=False)
         sc = group_scores(stats[name], dW, cg)
-        result["layers"][name] = {"channel_group": cg, "truth": t, "scores": sc,
-                                  "corr": {k: rank_correlation(v, t[truth]) for k, v in sc.items()}}
+        result["layers"][name] = {"channel_group": cg, "dW": dW, "truth": t, "scores": sc,
+                                  "corr": {k: rank_correlation(v, t[truth]) for k, v in sc.items()},
+                                  "ci": {k: spearman_ci(v, t[truth], n_boot=n_boot) for k, v in sc.items()}}
     pooled_truth = np.concatenate([r["truth"][truth] for r in result["layers"].values()])
     kinds = next(iter(result["layers"].values()))["scores"].keys()
-    result["overall"] = {k: rank_correlation(np.concatenate([r["scores"][k] for r in result["layers"].values()]),
-                                             pooled_truth) for k in kinds}
+    pooled = {k: np.concatenate([r["scores"][k] for r in result["layers"].values()]) for k in kinds}
+    result["overall"] = {k: rank_correlation(v, pooled_truth) for k, v in pooled.items()}
+    result["overall_ci"] = {k: spearman_ci(v, pooled_truth, n_boot=n_boot) for k, v in pooled.items()}
     result["seconds"] = time.perf_counter() - t0
     return result
 
 
 def layer_noise_sensitivity(model, tokens, layers: list[str] | None = None, rel: float = 0.05,
-                            seeds: tuple[int, ...] = (0,), batch_size: int = 8,
-                            progress: bool = True) -> dict[str, dict[str, float]]:
+                            seeds: tuple[int, ...] = (0,), batch_size: int = 8, evaluator: SuffixEvaluator | None = None,
+                            progress: bool = True) -> dict[str, dict]:
     """Per-layer noise injection: Gaussian noise of RMS ``rel * RMS(W)`` on one layer at a time.
 
-    Returns ``{layer: {"delta_loss": mean over seeds, "kld": mean over seeds}}``.
+    Returns ``{layer: {"delta_loss": mean over seeds, "kld": mean over seeds,
+    "delta_loss_seq": (n_seq,), "kld_seq": (n_seq,)}}``, the ``_seq`` arrays being the per-sequence
+    means (averaged over seeds) from which :func:`standard_error` gives the measurement's noise.
     """
     from tqdm.auto import tqdm
 
     names = layers if layers is not None else [n for n, _ in linear_layers(model)]
-    evaluator = SuffixEvaluator(model, tokens, batch_size)
+    evaluator = evaluator or SuffixEvaluator(model, tokens, batch_size)
     out = {}
     for name in tqdm(names, desc="noise injection per layer", disable=not progress):
-        W = get_linear(model, name).weight.detach()
-        dl, kl = [], []
-        for seed in seeds:
-            with swap_weight(model, name, W + _as_tensor(noise_perturbation(W, rel, seed), W)):
-                d, k = evaluator.measure(name)
-            dl.append(d)
-            kl.append(k)
-        out[name] = {"delta_loss": float(np.mean(dl)), "kld": float(np.mean(kl))}
+        W = get_linear(model, name).weight
+        runs = [measure_perturbation(model, name, noise_perturbation(W, rel, seed), evaluator) for seed in seeds]
+        out[name] = {k: (float(np.mean([r[k] for r in runs])) if k in ("delta_loss", "kld")
+                         else np.mean([r[k] for r in runs], axis=0))
+                     for k in ("delta_loss", "kld", "delta_loss_seq", "kld_seq")}
     return out
 
 

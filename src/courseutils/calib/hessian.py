@@ -6,8 +6,17 @@ calibration tokens (rows of X, shape (N, d_in)). Its Hessian is the same for eve
 
     H = 2 X^T X / N          (d_in, d_in)
 
-GPTQ's paper writes ``H = 2 X X^T`` with X stored as (d_in, N) columns, and its code keeps
-the running mean ``H <- H n/(n+m) + (2/(n+m)) X_b^T X_b``; that is exactly this H.
+It needs no labels because the objective compares the layer's own outputs, ``X w_hat`` with
+``X w``: a squared difference of outputs, whose second derivative is ``2 X^T X`` whatever the
+targets are (the labels only enter the full loss, which this objective replaces).
+
+GPTQ's paper writes ``H = 2 X X^T`` with X stored as (d_in, N) columns. Its code
+(``GPTQ.add_batch``) counts *samples*, ``nsamples += inp.shape[0]``, which for a transformer
+layer is the number of sequences in the batch, not of tokens; it keeps
+``H <- H n/(n+m) + (2/(n+m)) X_b^T X_b`` with n, m in sequences, so after S sequences of T tokens
+``H_GPTQ = 2 X^T X / S = T * (2 X^T X / N)``. ``HessianAccumulator(count="sequence")`` reproduces
+it. The factor T scales H^-1 by 1/T and leaves GPTQ's update ``(w_q - q) / [H^-1]_qq * H^-1[q, :]``
+and the relative dampening unchanged; only the reported losses scale with T.
 Dampening adds ``lambda * mean(diag H)`` to the diagonal (GPTQ's ``percdamp``, 0.01).
 
 **Empirical Fisher.** With per-sequence gradients ``g_s = d(sum_t l_t)/d theta`` of the
@@ -24,7 +33,12 @@ it holds only near a well-fitting minimum. ``mode="diag"`` keeps ``diag F``;
 **Hutchinson.** For Rademacher ``v`` (entries +-1), ``E[v^T H v] = tr H``. The product
 ``H v`` costs one double backward (``autograd.grad`` with ``create_graph=True``, then the
 gradient of ``<g, v>``). Drawing ``v`` over all parameters at once and reading
-``v_l^T (H v)_l`` per layer gives unbiased per-layer traces ``tr H_ll`` (HAWQ-V2).
+``v_l^T (H v)_l`` per layer gives unbiased per-layer traces ``tr H_ll`` (HAWQ-V2). One probe's
+variance for block l is (:func:`hutchinson_variance`)
+
+    Var[v_l^T (H v)_l] = 2 sum_{i != k in l} H_ik^2 + sum_{i in l, k not in l} H_ik^2,
+
+the off-diagonal curvature inside the block, plus that coupling it to the other blocks.
 """
 from __future__ import annotations
 
@@ -37,27 +51,44 @@ from ..core.errors import CourseError
 from .hooks import LinearHooks, iter_batches, linear_layers, model_device, next_token_nll
 
 __all__ = ["HessianAccumulator", "layer_hessians", "dampen", "hessian_inverse", "empirical_fisher",
-           "hessian_vector_product", "hutchinson_trace", "model_hutchinson", "double_backward_attention"]
+           "hessian_vector_product", "hutchinson_trace", "hutchinson_variance", "model_hutchinson",
+           "double_backward_attention"]
 
 
 class HessianAccumulator:
-    """Running ``H = 2 X^T X / N`` over batches of layer inputs (GPTQ's ``add_batch``)."""
+    """Running ``H = 2 X^T X / n`` over batches of layer inputs (GPTQ's ``add_batch``).
 
-    def __init__(self, d_in: int, device=None):
+    ``count="token"`` (default): n counts tokens, so ``H = 2 X^T X / N``, the Hessian of the mean
+    squared output error per token. ``count="sequence"``: n counts the leading dimension of each
+    3-D batch (sequences), as GPTQ's code does, so ``H = T * 2 X^T X / N`` for sequences of T tokens.
+    """
+
+    def __init__(self, d_in: int, device=None, count: str = "token"):
         import torch
 
+        if count not in ("token", "sequence"):
+            raise CourseError(f"count={count!r}; allowed: 'token' (2 X^T X / N), 'sequence' (GPTQ's 2 X^T X / S)")
         self.H = torch.zeros(d_in, d_in, dtype=torch.float64, device=device)  # (d_in, d_in)
         self.n = 0
+        self.count = count
 
     def add_batch(self, X) -> None:
-        """Fold in ``X`` of shape (m, d_in): ``H <- H n/(n+m) + 2 X^T X/(n+m)``."""
+        """Fold in ``X`` of shape (m, d_in) or (B, T, d_in): ``H <- H n/(n+m) + 2 X^T X/(n+m)``.
+
+        m is the number of tokens (``count="token"``) or of sequences B (``count="sequence"``,
+        which needs a 3-D batch).
+        """
         import torch
 
-        X = torch.as_tensor(X).reshape(-1, X.shape[-1]).to(self.H.device, torch.float64)  # (m, d_in)
+        X = torch.as_tensor(X)
+        if self.count == "sequence" and X.ndim != 3:
+            raise CourseError(f"X has shape {tuple(X.shape)}; count='sequence' needs (B, T, d_in) batches")
+        m = X.shape[0] if self.count == "sequence" else None
+        X = X.reshape(-1, X.shape[-1]).to(self.H.device, torch.float64)  # (tokens, d_in)
         if X.shape[1] != self.H.shape[0]:
             raise CourseError(f"X has {X.shape[1]} input channels; this accumulator expects d_in={self.H.shape[0]}")
-        m = X.shape[0]
-        if m == 0:
+        m = X.shape[0] if m is None else m
+        if m == 0 or X.shape[0] == 0:
             return
         self.H *= self.n / (self.n + m)
         self.H += (2.0 / (self.n + m)) * (X.T @ X)
@@ -251,6 +282,31 @@ def hutchinson_trace(loss_fn: Callable[[], "object"], params: Sequence, n_probes
         Hv = hessian_vector_product(loss_fn, params, v)
         out[k] = [float((vi * hvi).sum()) for vi, hvi in zip(v, Hv)]
     return out
+
+
+def hutchinson_variance(H, blocks: Sequence[slice] | None = None) -> np.ndarray:
+    """Exact variance of one Rademacher probe's estimate ``v_l^T (H v)_l`` of ``tr H_ll``, per block.
+
+    ``Var = 2 sum_{i != k, both in l} H_ik^2 + sum_{i in l, k not in l} H_ik^2`` for a symmetric H
+    (``v_l^T (H v)_l - tr H_ll = sum_{i in l, k != i} v_i v_k H_ik``, and distinct products
+    ``v_i v_k`` are uncorrelated with variance 1). ``blocks=None`` treats H as one block:
+    ``2 sum_{i != k} H_ik^2``. Returns ``(n_blocks,)``.
+    """
+    H = np.asarray(H, dtype=np.float64)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or not np.allclose(H, H.T):
+        raise CourseError(f"H has shape {H.shape}; expected a symmetric square matrix")
+    n = H.shape[0]
+    blocks = [slice(0, n)] if blocks is None else list(blocks)
+    H2 = H ** 2
+    out = []
+    for b in blocks:
+        inside = np.zeros(n, dtype=bool)
+        inside[b] = True
+        if not inside.any():
+            raise CourseError(f"block {b!r} selects no index of the {n}x{n} matrix")
+        within = H2[np.ix_(inside, inside)]
+        out.append(2 * (within.sum() - np.trace(within)) + H2[np.ix_(inside, ~inside)].sum())
+    return np.array(out)
 
 
 def model_hutchinson(model, tokens, layers: Sequence[str] | None = None, n_probes: int = 16, seed: int = 0,

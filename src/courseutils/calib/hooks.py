@@ -241,21 +241,28 @@ def swap_weight(model, name: str, W):
             module.weight.data.copy_(original)
 
 
-def _nll_kld(logits, batch, ref_logits=None) -> tuple[float, float, int]:
-    """Summed next-token NLL, summed KL(ref || p) and the count, from ``(B, T, V)`` logits.
+def _token_nll_kld(logits, batch, ref_logits=None):
+    """Per-token next-token NLL and KL(ref || p), both ``(B, T-1)`` float64, from ``(B, T, V)`` logits.
 
     Log-probabilities are formed in float64: the KL of a small perturbation is second order
     in the logit change, and float32 log-softmax round-off (~1e-7 nats) would swamp it.
+    ``kld`` is ``None`` without ``ref_logits``.
     """
     import torch
     import torch.nn.functional as F
 
     logp = F.log_softmax(logits[:, :-1].to(torch.float64), dim=-1)     # (B, T-1, V)
     nll = -logp.gather(-1, batch[:, 1:, None]).squeeze(-1)             # (B, T-1)
-    kld = 0.0
+    kld = None
     if ref_logits is not None:
-        kld = float(kl_divergence_torch(ref_logits[:, :-1], logits[:, :-1]).sum())
-    return float(nll.sum()), kld, nll.numel()
+        kld = kl_divergence_torch(ref_logits[:, :-1], logits[:, :-1])  # (B, T-1), float64
+    return nll, kld
+
+
+def _nll_kld(logits, batch, ref_logits=None) -> tuple[float, float, int]:
+    """Summed next-token NLL, summed KL(ref || p) and the count, from ``(B, T, V)`` logits."""
+    nll, kld = _token_nll_kld(logits, batch, ref_logits)
+    return float(nll.sum()), (0.0 if kld is None else float(kld.sum())), nll.numel()
 
 
 def eval_loss_kld(model, tokens, base_logits: list | None = None, batch_size: int = 8,
@@ -312,7 +319,7 @@ class SuffixEvaluator:
         self.batches = [b.to(self.device) for b in iter_batches(tokens, batch_size, None, False)]
         self.inputs: list[list[tuple]] = []        # per batch, per block: (args, kwargs)
         self.ref: list = []                        # per batch: reference logits (B, T, V)
-        nll, count, captured = 0.0, 0, []
+        captured, nll = [], []
 
         def grab(module, args, kwargs):
             captured.append((tuple(a.detach() if torch.is_tensor(a) else a for a in args), dict(kwargs)))
@@ -323,8 +330,7 @@ class SuffixEvaluator:
                 for batch in self.batches:
                     captured.clear()
                     logits = model(input_ids=batch, use_cache=False).logits
-                    n, _, c = _nll_kld(logits, batch)
-                    nll, count = nll + n, count + c
+                    nll.append(_token_nll_kld(logits, batch)[0])
                     self.inputs.append(list(captured))
                     self.ref.append(logits)
         finally:
@@ -333,7 +339,9 @@ class SuffixEvaluator:
         if any(len(x) != len(self.blocks) for x in self.inputs):
             raise ModelError("the model did not call every decoder block once per forward pass; "
                              "SuffixEvaluator cannot replay it")
-        self.base_nll = nll / count
+        #: (n_seq, T-1) per-token NLL of the reference model, float64 numpy
+        self.base_tokens = torch.cat(nll).cpu().numpy()
+        self.base_nll = float(self.base_tokens.mean())
 
     def block_of(self, layer: str) -> int:
         """Index of the decoder block that holds ``layer`` (from ``...layers.<i>....`` in its name)."""
@@ -342,12 +350,17 @@ class SuffixEvaluator:
             raise ModelError(f"layer={layer!r} is not inside a decoder block 'model.layers.<i>'")
         return int(m.group(1))
 
-    def measure(self, layer: str) -> tuple[float, float]:
-        """``(mean NLL - reference mean NLL, mean KL(reference || model))`` rerunning from ``layer``'s block."""
+    def measure_tokens(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token ``(NLL - reference NLL, KL(reference || model))``, each ``(n_seq, T-1)`` float64 numpy.
+
+        Rerunning from ``layer``'s block. Per-token values let a lesson put an interval on a
+        loss change (resampling sequences, :mod:`courseutils.numerics.bootstrap`): the measured
+        change is itself an estimate from a finite text.
+        """
         import torch
 
         start = self.block_of(layer)
-        total_nll, total_kld, count = 0.0, 0.0, 0
+        nll, kld = [], []
         with torch.no_grad():
             for batch, inputs, ref in zip(self.batches, self.inputs, self.ref):
                 h = None
@@ -360,6 +373,12 @@ class SuffixEvaluator:
                         out = blk(**{**kwargs, "hidden_states": h})
                     h = out[0] if isinstance(out, tuple) else out
                 logits = self.model.lm_head(self.model.model.norm(h))
-                nll, kld, n = _nll_kld(logits, batch, ref)
-                total_nll, total_kld, count = total_nll + nll, total_kld + kld, count + n
-        return total_nll / count - self.base_nll, total_kld / count
+                n, k = _token_nll_kld(logits, batch, ref)
+                nll.append(n)
+                kld.append(k)
+        return torch.cat(nll).cpu().numpy() - self.base_tokens, torch.cat(kld).cpu().numpy()
+
+    def measure(self, layer: str) -> tuple[float, float]:
+        """``(mean NLL - reference mean NLL, mean KL(reference || model))`` rerunning from ``layer``'s block."""
+        dnll, kld = self.measure_tokens(layer)
+        return float(dnll.mean()), float(kld.mean())

@@ -13,6 +13,8 @@ interval. Token-level resampling is offered for comparison (lesson 03 shows both
 - :func:`ppl_diff_ci`: relative perplexity change, ``PPL_q / PPL_ref - 1``.
 - :func:`mean_ci`: a mean over units, e.g. the mean KLD against the reference.
 - :func:`spearman_ci`: a rank correlation, resampling the ranked items (pairs).
+- :func:`spearman_diff_ci`: the difference of two scores' rank correlations with the same truth,
+  paired (both recomputed on the same resampled items): "does score a rank better than b?".
 - :func:`db_gain_ci`: how many dB less squared error one quantizer makes than another,
   ``10 log10(sum err_a / sum err_b)``, resampling paired units (matrices, rows, tokens).
 - :class:`Interval` carries the estimate, the bounds, and the wording a lesson prints
@@ -26,7 +28,8 @@ import numpy as np
 
 from ..core.errors import CourseError
 
-__all__ = ["Interval", "ppl_diff_ci", "mean_ci", "spearman_ci", "db_gain_ci", "resample_indices"]
+__all__ = ["Interval", "ppl_diff_ci", "mean_ci", "spearman_ci", "spearman_diff_ci", "db_gain_ci",
+           "resample_indices"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,29 @@ def spearman_ci(x, y, level: float = 0.95, n_boot: int = 2000, seed: int = 0) ->
     replicates = _spearman_rows(x[idx], y[idx])
     replicates = replicates[np.isfinite(replicates)]
     return _percentile(replicates, estimate, level, len(x), len(replicates), "item")
+
+
+def spearman_diff_ci(x_a, x_b, y, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Interval:
+    """Paired bootstrap interval of ``rho(x_a, y) - rho(x_b, y)``: which of two scores ranks ``y`` better.
+
+    Each replicate resamples the items once and recomputes both correlations on that draw, so
+    the items both scores find easy or hard cancel in the difference. A replicate where either
+    correlation is undefined is dropped.
+    """
+    _check_level(level, n_boot)
+    x_a, x_b, y = (np.asarray(v, dtype=np.float64) for v in (x_a, x_b, y))
+    if x_a.ndim != 1 or x_a.shape != y.shape or x_b.shape != y.shape or len(y) < 3:
+        raise CourseError(f"x_a, x_b and y must be 1-D, of equal length >= 3; got shapes {x_a.shape}, "
+                          f"{x_b.shape} and {y.shape}")
+    if not all(np.isfinite(v).all() for v in (x_a, x_b, y)):
+        raise CourseError("x_a, x_b and y must be finite")
+    estimate = float(_spearman_rows(x_a, y) - _spearman_rows(x_b, y))
+    if not np.isfinite(estimate):
+        raise CourseError("x_a, x_b or y is constant: a rank correlation is undefined")
+    idx = resample_indices(len(y), n_boot, seed)
+    replicates = _spearman_rows(x_a[idx], y[idx]) - _spearman_rows(x_b[idx], y[idx])
+    replicates = replicates[np.isfinite(replicates)]
+    return _percentile(replicates, estimate, level, len(y), len(replicates), "item")
 
 
 def db_gain_ci(err_a, err_b, level: float = 0.95, n_boot: int = 2000, seed: int = 0,

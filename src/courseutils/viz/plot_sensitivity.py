@@ -10,7 +10,7 @@ import numpy as np
 
 from .plotting import _figure
 
-__all__ = ["proxy_scatter", "running_mean_plot", "taylor_plot", "layer_bars", "labelled_loglog"]
+__all__ = ["proxy_scatter", "running_mean_plot", "taylor_plot", "layer_bars", "labelled_loglog", "interval_bars"]
 
 
 def proxy_scatter(scores: Mapping[str, Sequence[float]], truth: Sequence[float], truth_label: str,
@@ -124,6 +124,29 @@ def labelled_loglog(x: Sequence[float], y: Sequence[float], labels: Sequence[str
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def interval_bars(labels: Sequence[str], estimate: Sequence[float], low: Sequence[float], high: Sequence[float],
+                  ylabel: str, title: str = "", reference: float | None = 0.0):
+    """One point per item with its interval as an error bar (e.g. a Hutchinson trace +- 2 standard errors).
+
+    ``reference`` draws a horizontal line (default 0: does an interval cover it?); ``None`` draws none.
+    """
+    est, lo, hi = (np.asarray(v, dtype=float) for v in (estimate, low, high))
+    if not (est.shape == lo.shape == hi.shape == (len(labels),)):
+        raise ValueError(f"labels ({len(labels)}), estimate {est.shape}, low {lo.shape} and high {hi.shape} must match")
+    fig = _figure((min(14.0, max(6.0, 0.3 * len(labels) + 2)), 3.8))
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    ax.errorbar(x, est, yerr=[est - lo, hi - est], fmt="o", ms=4, capsize=2, color="#4c72b0")
+    if reference is not None:
+        ax.axhline(reference, color="k", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
