@@ -167,12 +167,14 @@ class LlamaCpp:
             (``llama-perplexity``) turn it on by default; the two kernels round differently,
             so perplexities differ in the 4th or 5th digit with it off.
         n_batch: tokens evaluated per step (default ``n_ctx``: the whole sequence at once).
+        kv_type: ``"f16"`` (llama.cpp's default) or ``"f32"``: the type K and V are stored in
+            the KV cache (lesson 03 measures what the F16 rounding of the cache changes).
         mode: a :class:`LoadMode`; default :func:`load_mode` (safe on CPUs with AMX).
     """
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 512, device: str | None = None,
                  n_threads: int | None = None, seed: int = 0, flash_attn: bool = True,
-                 n_batch: int | None = None, mode: LoadMode | None = None):
+                 n_batch: int | None = None, mode: LoadMode | None = None, kv_type: str = "f16"):
         from llama_cpp import Llama
 
         from ..numerics.metrics import check_n_ctx
@@ -181,6 +183,9 @@ class LlamaCpp:
         n_batch = n_ctx if n_batch is None else n_batch
         if isinstance(n_batch, bool) or not isinstance(n_batch, int) or not 1 <= n_batch <= n_ctx:
             raise CourseError(f"n_batch={n_batch!r} must be an integer between 1 and n_ctx={n_ctx}")
+        kv_types = {"f16": 1, "f32": 0}  # GGML_TYPE_F16, GGML_TYPE_F32
+        if kv_type not in kv_types:
+            raise CourseError(f"kv_type={kv_type!r}; allowed: {', '.join(kv_types)}")
         self.path = check_gguf(path)
         self.n_ctx = n_ctx
         self.on_gpu = get_device(device) == "cuda" and gpu_offload_supported()
@@ -188,7 +193,8 @@ class LlamaCpp:
         with quiet_stderr(), model_params(self.mode.use_extra_bufts):
             self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
                              logits_all=True, n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads, seed=seed,
-                             use_mmap=False, flash_attn=flash_attn, verbose=False)
+                             use_mmap=False, flash_attn=flash_attn, type_k=kv_types[kv_type],
+                             type_v=kv_types[kv_type], verbose=False)
         self.bos_id = int(self.llm.token_bos())
         self.eos_id = int(self.llm.token_eos())
         self.n_vocab = int(self.llm.n_vocab())
