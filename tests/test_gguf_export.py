@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from courseutils.core.errors import CourseError, ModelError
-from courseutils.ggml.gguf_export import export_gguf, gguf_tensor_name, permute_qk
-from courseutils.llamacpp import LlamaCpp
+from courseutils.core.errors import CourseError, ModelError, TokenizerMismatchError, UnknownPreTokenizerError
+from courseutils.ggml.gguf_export import export_gguf, gguf_pre_tokenizer, gguf_tensor_name, permute_qk
+from courseutils.ggml.pretokenizer import probe_hash
+from courseutils.llamacpp import LlamaCpp, check_tokenizer_parity, first_difference, get_gguf
 from courseutils.model.train import encode, hf_chunk_logits, hf_perplexity
 
 
@@ -105,3 +106,112 @@ def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         export_gguf("tinycode", tmp_path / "x.gguf")
     assert list(tmp_path.iterdir()) == []
+
+
+# Llama 3's pre-tokenizer regex, as its tokenizer.json has it (llama.cpp implements it as "llama-bpe").
+# Unlike GPT-2's it glues punctuation to the newline after it ("):\n") and a non-letter to the
+# letters after it ("_name"), and cuts digits in threes, so it learns merges GPT-2's split can never use.
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+@pytest.fixture(scope="module")
+def llama3_style_dir(tmp_path_factory):
+    """A tiny random Llama whose byte-level BPE tokenizer (512 tokens, trained here on tinycode's
+    validation text) pre-tokenizes like Llama 3: Split(regex) then ByteLevel without its own regex,
+    and ignore_merges, as Llama 3's tokenizer.json (llama.cpp sets ignore_merges for llama-bpe)."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from courseutils.model.corpus import corpus_text
+
+    special = ["<|bos|>", "<|eos|>", "<|pad|>"]
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([corpus_text("validation")[:100_000]], trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<|bos|> $A", special_tokens=[("<|bos|>", 0)])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
+                                     pad_token="<|pad|>", clean_up_tokenization_spaces=False)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    out = tmp_path_factory.mktemp("llama3-style") / "tiny-llama3-style"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out
+
+
+def test_first_difference():
+    assert first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert first_difference([1, 2, 3], [1, 5, 3]) == 1
+    assert first_difference([1, 2], [1, 2, 3]) == 2 and first_difference([1, 2, 3], [1, 2]) == 2
+
+
+def test_tinycode_export_is_detected_as_gpt2_and_tokenizes_like_hf(f16_gguf):
+    assert gguf_pre_tokenizer(f16_gguf) == "gpt-2"
+    assert check_tokenizer_parity(f16_gguf, "tinycode") > 600   # tokens of PARITY_TEXT compared
+
+
+def test_unknown_tokenizer_is_refused_not_guessed(llama3_style_dir, tmp_path):
+    from courseutils.model.loader import load_tokenizer
+
+    digest = probe_hash(load_tokenizer(llama3_style_dir))
+    with pytest.raises(UnknownPreTokenizerError, match="pre_tokenizer=") as err:
+        export_gguf(llama3_style_dir, tmp_path / "x.gguf", dtype="F32")
+    assert digest in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model, wrong", [
+    ("llama3", "gpt-2"),            # a Llama-3-style tokenizer exported as GPT-2
+    ("tinycode", "llama-bpe"),      # tinycode (GPT-2 split) exported as Llama 3
+])
+def test_wrong_pre_tokenizer_is_caught_by_the_parity_check(llama3_style_dir, model, wrong, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))   # a fresh export, never a cached file
+    ref = llama3_style_dir if model == "llama3" else model
+    with pytest.raises(TokenizerMismatchError) as err:
+        get_gguf(ref, "F16", pre_tokenizer=wrong)
+    msg = str(err.value)
+    assert f"tokenizer.ggml.pre={wrong!r}" in msg and "First difference at token" in msg, msg
+    assert "\n  llama.cpp [" in msg and "\n  HF        [" in msg and "pre_tokenizer=" in msg, msg
+    # the marked token ('>') differs between the two lines
+    cpp_line, hf_line = (line for line in msg.splitlines() if line.startswith(("  llama.cpp", "  HF ")))
+    assert cpp_line.split(">")[1].split(",")[0] != hf_line.split(">")[1].split(",")[0], msg
+    assert list(tmp_path.glob("*.gguf")) == []   # the bad export was deleted
+
+
+def test_right_pre_tokenizer_passes(llama3_style_dir, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))   # a fresh export, never a cached file
+
+    from courseutils.model.loader import load_model
+    from courseutils.model.train import encode, hf_chunk_logits
+
+    path = get_gguf(llama3_style_dir, "F16", pre_tokenizer="llama-bpe")
+    assert gguf_pre_tokenizer(path) == "llama-bpe"
+    assert check_tokenizer_parity(path, llama3_style_dir) > 600
+    model, tok = load_model(llama3_style_dir, device="cpu")
+    text = "def f(x):\n    return x.append(12345)  # I'll see\n"
+    with LlamaCpp(path, n_ctx=64) as llm:
+        ids = llm.tokenize(text)
+        assert ids == encode(tok, text).tolist()
+        assert np.allclose(llm.logits(ids), hf_chunk_logits(model, ids), atol=2e-2)
+
+
+def test_explicit_pre_tokenizer_rewrites_a_file_written_with_another(tmp_path):
+    path = export_gguf("tinycode", tmp_path / "tc.gguf", dtype="F32")
+    assert gguf_pre_tokenizer(path) == "gpt-2"                     # detected from the probe hash
+    mtime = path.stat().st_mtime_ns
+    assert export_gguf("tinycode", path, dtype="F32", pre_tokenizer="gpt-2").stat().st_mtime_ns == mtime  # reused
+    export_gguf("tinycode", path, dtype="F32", pre_tokenizer="llama-bpe")
+    assert gguf_pre_tokenizer(path) == "llama-bpe"                 # rewritten, not silently reused
+    with pytest.raises(CourseError, match="pre_tokenizer"):
+        export_gguf("tinycode", path, dtype="F32", pre_tokenizer="")

@@ -131,3 +131,43 @@ def test_imatrix_list_matches_llama_cpp(qtype, f16_gguf, tmp_path):
         rc = llama_cpp.llama_model_quantize(str(f16_gguf).encode(), str(tmp_path / "x.gguf").encode(),
                                             ctypes.byref(params))
     assert (rc != 0) == (qtype in IMATRIX_REQUIRED)
+
+
+SAMPLE_LOAD_LOG = """\
+load_tensors:   CPU_Mapped model buffer size =     3.26 MiB
+load_tensors:   CPU_REPACK model buffer size =     2.29 MiB
+load_tensors:        CUDA0 model buffer size =    10.00 MiB
+llama_context:        CPU  output buffer size =     0.02 MiB
+llama_kv_cache:        CPU KV buffer size =     0.75 MiB
+llama_kv_cache: size =    0.75 MiB (   256 cells,   6 layers,  1/1 seqs), K (f16):    0.38 MiB, V (f16):    0.38 MiB
+sched_reserve:        CPU compute buffer size =     4.50 MiB
+~llama_context:        CPU compute buffer size is   1.1252 MiB, matches expectation of   1.1252 MiB
+"""
+
+
+def test_parse_buffer_sizes_reads_each_kind_and_buffer_type():
+    from courseutils.llamacpp import parse_buffer_sizes
+
+    MiB = 2**20
+    sizes = parse_buffer_sizes(SAMPLE_LOAD_LOG)
+    assert sizes["model"] == {"CPU_Mapped": round(3.26 * MiB), "CPU_REPACK": round(2.29 * MiB), "CUDA0": 10 * MiB}
+    assert sizes["kv"] == {"CPU": round(0.75 * MiB)}
+    assert sizes["output"] == {"CPU": round(0.02 * MiB)}   # "CPU  output": two spaces in llama.cpp's log
+    assert sizes["compute"] == {"CPU": round(4.5 * MiB)}   # the "... is 1.1252 MiB" line at close is not a load line
+    assert sizes["total"] == sum(sum(sizes[k].values()) for k in ("model", "kv", "output", "compute"))
+    assert parse_buffer_sizes("") == {"model": {}, "kv": {}, "output": {}, "compute": {}, "total": 0}
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q4_K_M"])
+def test_memory_estimate_matches_what_llama_cpp_allocates(qtype):
+    """Oracle: llama.cpp's own load log. It prints each buffer in MiB with two decimals, so each
+    reported buffer is exact to +-0.005 MiB; the weights may span several buffers (CPU and
+    CPU_REPACK when Q4_K is repacked), so the tolerance is 0.005 MiB per buffer."""
+    tol = 0.005 * 2**20
+    with LlamaCpp(get_gguf("tinycode", qtype), n_ctx=256) as llm:
+        est, got = llm.memory_bytes(), llm.buffer_sizes()
+    assert "model buffer size" in llm.load_log
+    assert got["model"] and got["kv"] and got["compute"], got
+    assert abs(sum(got["kv"].values()) - est["kv_cache"]) <= tol * len(got["kv"]), (got, est)
+    assert abs(sum(got["model"].values()) - est["weights"]) <= tol * len(got["model"]), (got, est)
+    assert got["total"] > est["total"]   # llama.cpp also allocates output and compute buffers

@@ -2,8 +2,12 @@
 
 - ``sensitivity``: Taylor (gradient, Fisher) sensitivity of layers and groups.
 - ``obs``: Optimal Brain Damage / Optimal Brain Surgeon saliencies, updates and pruning.
+- ``quantizer``: the one weight quantizer (scale/zero per channel or group, clipping search)
+  and round-to-nearest (RTN), shared by RTN, GPTQ and AWQ.
+- ``gptq``: GPTQ on a layer's weights and Hessian (lesson 06).
+- ``apply``: quantize every linear layer of a model with RTN or GPTQ, block by block.
 
-Next here: RTN, GPTQ, AWQ, mixed-precision bit allocation.
+Next here: AWQ, mixed-precision bit allocation.
 
 May import: core, numerics, model, ggml, llamacpp, calib.
 """

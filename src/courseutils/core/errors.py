@@ -5,7 +5,8 @@ student who passes the wrong thing learns what to pass instead.
 """
 from __future__ import annotations
 
-__all__ = ["CourseError", "ModelError", "GGUFError", "QuantTypeError", "EvalTextError"]
+__all__ = ["CourseError", "ModelError", "GGUFError", "QuantTypeError", "EvalTextError", "LlamaCppError",
+           "UnknownPreTokenizerError", "TokenizerMismatchError"]
 
 
 class CourseError(ValueError):
@@ -26,3 +27,18 @@ class QuantTypeError(CourseError):
 
 class EvalTextError(CourseError):
     """Evaluation text that is empty or too short for the requested context."""
+
+
+class LlamaCppError(CourseError):
+    """llama.cpp refused to load a file or failed a call; the message ends with llama.cpp's
+    own last log lines (see :mod:`courseutils.llamacpp.log`)."""
+
+
+class UnknownPreTokenizerError(ModelError):
+    """A tokenizer whose probe hash names no llama.cpp pre-tokenizer the exporter knows;
+    pass ``pre_tokenizer=`` explicitly (see :mod:`courseutils.ggml.pretokenizer`)."""
+
+
+class TokenizerMismatchError(ModelError):
+    """llama.cpp tokenizes an exported GGUF differently from the model's Hugging Face
+    tokenizer (see :mod:`courseutils.llamacpp.parity`)."""

@@ -10,7 +10,11 @@ What llama.cpp needs, and why each step is there:
   the rows of ``W_q`` and ``W_k`` inside each head, (2, d/2) → (d/2, 2), makes the two
   conventions compute the same attention scores (``convert_hf_to_gguf.py``'s ``permute``).
 - **The tokenizer** as ``gpt2`` BPE with its merges, explicit BOS/EOS ids and the right
-  pre-tokenizer name, or llama.cpp splits text differently from the HF tokenizer.
+  pre-tokenizer name, or llama.cpp splits text differently from the HF tokenizer. The name
+  is read from the tokenizer itself, as llama.cpp's converter does (a hash of the token ids
+  of a probe text, :mod:`courseutils.ggml.pretokenizer`), never from the model's name.
+  :func:`courseutils.llamacpp.get_gguf` then checks llama.cpp's tokenization of a sample
+  against the HF tokenizer's (:mod:`courseutils.llamacpp.parity`).
 - 1-D tensors (the RMSNorm gains) stay F32, as llama.cpp expects.
 
 The file is written to a temporary name and renamed at the end: an interrupted export
@@ -29,8 +33,9 @@ from ..core.config import cache_dir
 from ..core.errors import CourseError, ModelError
 from ..core.io import atomic_path, check_output_path
 from ..model.loader import local_model_dir
+from .pretokenizer import detect_pre_tokenizer
 
-__all__ = ["export_gguf", "permute_qk", "gguf_tensor_name", "EXPORT_DTYPES"]
+__all__ = ["export_gguf", "permute_qk", "gguf_tensor_name", "gguf_pre_tokenizer", "EXPORT_DTYPES"]
 
 EXPORT_DTYPES = ("F16", "F32")
 
@@ -48,9 +53,6 @@ _BLOCK_NAMES = {
 }
 _TOP_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
               "lm_head.weight": "output.weight"}
-
-# Pre-tokenizer names llama.cpp knows, guessed from a hub id (tinycode uses plain GPT-2).
-_PRE_BY_NAME = [("smollm", "smollm"), ("llama-3", "llama-bpe"), ("llama3", "llama-bpe"), ("qwen2", "qwen2")]
 
 
 def gguf_tensor_name(hf_name: str) -> str:
@@ -123,37 +125,48 @@ def _tokenizer_fields(model_dir: Path, vocab_size: int, pre: str) -> dict:
             "bos": special_id("bos_token"), "eos": special_id("eos_token"), "pad": special_id("pad_token")}
 
 
-def _guess_pre(model: str) -> str:
-    """llama.cpp's pre-tokenizer name guessed from the model reference as given (hub id or
-    directory); plain GPT-2 otherwise, which is what tinycode uses."""
-    if model == "tinycode":
-        return "gpt-2"
-    lower = model.lower()
-    return next((pre for key, pre in _PRE_BY_NAME if key in lower), "gpt-2")
+def gguf_pre_tokenizer(path: str | os.PathLike) -> str | None:
+    """The ``tokenizer.ggml.pre`` value of a GGUF file (None when absent)."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).get_field("tokenizer.ggml.pre")
+    return None if field is None else field.contents()
 
 
 def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | None = None, dtype: str = "F16",
-                pre: str | None = None, overwrite: bool = False) -> Path:
+                pre_tokenizer: str | None = None, overwrite: bool = False) -> Path:
     """Write a GGUF file of a Llama-architecture HF model; return its path.
 
     Args:
         model: ``"tinycode"``, a local HF directory, or a hub id (needs the files cached).
         out: output path; default ``COURSE_CACHE/<name>-<dtype>.gguf`` (reused when present).
         dtype: ``"F16"`` or ``"F32"`` for the 2-D weights (norms are always F32).
-        pre: llama.cpp pre-tokenizer name; guessed when None (``gpt-2`` for tinycode).
+        pre_tokenizer: llama.cpp pre-tokenizer name (``tokenizer.ggml.pre``, e.g. ``"gpt-2"``,
+            ``"llama-bpe"``, ``"smollm"``, ``"qwen2"``). None: detected from the tokenizer's
+            probe hash (:func:`courseutils.ggml.pretokenizer.detect_pre_tokenizer`). An existing
+            ``out`` written with another pre-tokenizer is rewritten.
         overwrite: rewrite ``out`` even when it exists.
+
+    Raises:
+        UnknownPreTokenizerError: ``pre_tokenizer`` is None and the probe hash is unknown.
+
+    This writes the file only. :func:`courseutils.llamacpp.get_gguf`, the path lessons and
+    the CLI use, also checks that llama.cpp tokenizes like the HF tokenizer.
     """
     if dtype not in EXPORT_DTYPES:
         raise CourseError(f"dtype={dtype!r} is not one of {EXPORT_DTYPES}")
+    if pre_tokenizer is not None and (not isinstance(pre_tokenizer, str) or not pre_tokenizer.strip()):
+        raise CourseError(f"pre_tokenizer={pre_tokenizer!r} must be a llama.cpp pre-tokenizer name such as 'gpt-2' "
+                          "or 'llama-bpe', or None to detect it from the tokenizer")
     label, where = local_model_dir(model)
     if out is None:
         out = cache_dir() / f"{label}-{dtype}.gguf"
     final = check_output_path(out)
-    if final.exists() and not overwrite:
+    if final.exists() and not overwrite and pre_tokenizer in (None, gguf_pre_tokenizer(final)):
         return final
     import gguf  # heavy imports only when there is work to do
     import torch
-    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
 
     config = AutoConfig.from_pretrained(where)
     if config.model_type != "llama":
@@ -163,7 +176,8 @@ def export_gguf(model: str | os.PathLike = "tinycode", out: str | os.PathLike | 
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    tok = _tokenizer_fields(Path(where), config.vocab_size, pre or _guess_pre(str(model)))
+    pre = pre_tokenizer or detect_pre_tokenizer(AutoTokenizer.from_pretrained(where), str(model))
+    tok = _tokenizer_fields(Path(where), config.vocab_size, pre)
     np_dtype = np.float16 if dtype == "F16" else np.float32
 
     with atomic_path(final) as tmp, contextlib.closing(gguf.GGUFWriter(str(tmp), "llama")) as writer:

@@ -9,26 +9,36 @@
   per-position logits, greedy generation. GPU layers are offloaded when the wheel was
   built with CUDA and ``COURSE_DEVICE`` allows it. It is the one place that loads a model,
   so the load mode of :mod:`courseutils.llamacpp.loading` (AMX-safe) applies to every load.
+  It keeps llama.cpp's load log (``load_log``) and reads from it what llama.cpp allocated
+  (:meth:`LlamaCpp.buffer_sizes`).
+- When llama.cpp fails (quantize, load, logits, generation) the exception ends with
+  llama.cpp's own last log lines, captured by :mod:`courseutils.llamacpp.log`.
 - :func:`get_gguf` returns a cached GGUF of a model at a type, exporting and quantizing
-  on first use (the cache key includes a fingerprint of the weights).
+  on first use (the cache key includes a fingerprint of the weights). It checks that
+  llama.cpp tokenizes the exported file exactly as the HF tokenizer does
+  (:func:`check_tokenizer_parity`, explained by :mod:`courseutils.llamacpp.parity`).
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..core.config import cache_dir, get_device
-from ..core.errors import CourseError, QuantTypeError
+from ..core.errors import CourseError, LlamaCppError, QuantTypeError, TokenizerMismatchError
 from ..core.io import atomic_path, check_output_path
 from ..ggml.ggufinfo import check_gguf
 from .loading import LoadMode, load_mode, model_params
+from .log import captured_log
+from .parity import PARITY_TEXT, check_same_tokens
 
 # llama.cpp's OpenMP threads otherwise spin while waiting for work; on a busy 2-core laptop
 # that made evaluation 4-25x slower (measured). Must be set before llama_cpp is loaded; a
@@ -36,7 +46,8 @@ from .loading import LoadMode, load_mode, model_params
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["quant_types", "IMATRIX_REQUIRED", "quantize", "check_gguf", "LlamaCpp", "get_gguf",
-           "gpu_offload_supported", "model_fingerprint", "quiet_stderr"]
+           "gpu_offload_supported", "model_fingerprint", "quiet_stderr", "parse_buffer_sizes",
+           "check_tokenizer_parity"]
 
 # File types of llama-quantize, in its order, minus experimental ones. F32/F16/BF16 are
 # "quantizations" too: llama-quantize can convert to them.
@@ -140,10 +151,11 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
         entries, keep = _imatrix_structs(imatrix)
         params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
     with atomic_path(final) as tmp:
-        with quiet_stderr(not verbose):
+        with captured_log() as log, quiet_stderr(not verbose):
             rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0:
-            raise QuantTypeError(f"llama.cpp could not quantize {str(src)!r} to qtype={qtype!r} (return code {rc})")
+            raise QuantTypeError(f"llama.cpp could not quantize {str(src)!r} to qtype={qtype!r} (return code {rc}); "
+                                 f"its last log lines:\n{log.tail()}")
     del keep  # the imatrix buffers had to outlive the call
     return final
 
@@ -170,11 +182,20 @@ class LlamaCpp:
         kv_type: ``"f16"`` (llama.cpp's default) or ``"f32"``: the type K and V are stored in
             the KV cache (lesson 03 measures what the F16 rounding of the cache changes).
         mode: a :class:`LoadMode`; default :func:`load_mode` (safe on CPUs with AMX).
+        vocab_only: load the tokenizer only (no weights; fast): :meth:`tokenize` and
+            :meth:`detokenize` work, :meth:`logits` and :meth:`generate` do not.
+
+    Attributes:
+        load_log: llama.cpp's log of this load (str), the source of :meth:`buffer_sizes`.
+
+    Raises:
+        LlamaCppError: llama.cpp refused the file; the message ends with its last log lines.
     """
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 512, device: str | None = None,
                  n_threads: int | None = None, seed: int = 0, flash_attn: bool = True,
-                 n_batch: int | None = None, mode: LoadMode | None = None, kv_type: str = "f16"):
+                 n_batch: int | None = None, mode: LoadMode | None = None, vocab_only: bool = False,
+                 kv_type: str = "f16"):
         from llama_cpp import Llama
 
         from ..numerics.metrics import check_n_ctx
@@ -187,14 +208,21 @@ class LlamaCpp:
         if kv_type not in kv_types:
             raise CourseError(f"kv_type={kv_type!r}; allowed: {', '.join(kv_types)}")
         self.path = check_gguf(path)
+        self.kv_type = kv_type
         self.n_ctx = n_ctx
         self.on_gpu = get_device(device) == "cuda" and gpu_offload_supported()
         self.mode = mode or load_mode()
-        with quiet_stderr(), model_params(self.mode.use_extra_bufts):
-            self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-                             logits_all=True, n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads, seed=seed,
-                             use_mmap=False, flash_attn=flash_attn, type_k=kv_types[kv_type],
-                             type_v=kv_types[kv_type], verbose=False)
+        self.vocab_only = bool(vocab_only)
+        with captured_log() as log, quiet_stderr(), model_params(self.mode.use_extra_bufts):
+            try:
+                self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                                 logits_all=True, n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads,
+                                 seed=seed, use_mmap=False, flash_attn=flash_attn, vocab_only=self.vocab_only,
+                                 type_k=kv_types[kv_type], type_v=kv_types[kv_type], verbose=False)
+            except ValueError as exc:  # llama-cpp-python: "Failed to load model from file" / "... context"
+                raise LlamaCppError(f"path={str(self.path)!r}: llama.cpp could not load it ({exc}); "
+                                    f"its last log lines:\n{log.tail()}") from exc
+        self.load_log: str = log.text
         self.bos_id = int(self.llm.token_bos())
         self.eos_id = int(self.llm.token_eos())
         self.n_vocab = int(self.llm.n_vocab())
@@ -209,23 +237,55 @@ class LlamaCpp:
     def logits(self, tokens) -> np.ndarray:
         """float32 logits ``(len(tokens), n_vocab)``, evaluated from an empty cache."""
         tokens = [int(t) for t in tokens]
+        self._need_weights("logits")
         if not 1 <= len(tokens) <= self.n_ctx:
             raise CourseError(f"len(tokens)={len(tokens)} must be between 1 and n_ctx={self.n_ctx}")
-        self.llm.reset()
-        self.llm.eval(tokens)
+        with captured_log() as log:
+            try:
+                self.llm.reset()
+                self.llm.eval(tokens)
+            except RuntimeError as exc:  # llama-cpp-python: "llama_decode returned -1"
+                raise LlamaCppError(f"llama.cpp could not evaluate {len(tokens)} tokens ({exc}); "
+                                    f"its last log lines:\n{log.tail()}") from exc
         return np.array(self.llm.scores[: len(tokens)], dtype=np.float32)
 
     def generate(self, prompt: str, max_tokens: int = 64, stop: list[str] | None = None) -> str:
         """Greedy completion of ``prompt`` (temperature 0, so it is reproducible)."""
-        self.llm.reset()
-        out = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
+        self._need_weights("generate")
+        with captured_log() as log:
+            try:
+                self.llm.reset()
+                out = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
+            except RuntimeError as exc:
+                raise LlamaCppError(f"llama.cpp could not generate from prompt={prompt[:60]!r} ({exc}); "
+                                    f"its last log lines:\n{log.tail()}") from exc
         return out["choices"][0]["text"]
+
+    def _need_weights(self, what: str) -> None:
+        if self.vocab_only:
+            raise CourseError(f"{what}() needs the weights, but {str(self.path)!r} was loaded with vocab_only=True")
+
+    def buffer_sizes(self) -> dict:
+        """What llama.cpp reported allocating at load, in bytes, read from :attr:`load_log`.
+
+        llama.cpp logs one line per buffer, e.g. ``CPU_REPACK model buffer size = 3.26 MiB``
+        (weights; ``CPU_Mapped`` when memory-mapped, ``CUDA0`` on a GPU), ``CPU KV buffer
+        size`` (the KV cache), ``CPU output buffer size`` (logits) and ``CPU compute buffer
+        size`` (scratch for one batch). The values are printed in MiB with two decimals, so
+        each is exact to ±0.005 MiB (±5243 bytes).
+
+        Returns:
+            ``{"model": {buffer type: bytes}, "kv": {...}, "output": {...}, "compute": {...},
+            "total": bytes}``; a kind llama.cpp did not report is ``{}`` (``vocab_only`` loads
+            report only ``model``, with nothing in it).
+        """
+        return parse_buffer_sizes(self.load_log)
 
     def memory_bytes(self) -> dict:
         """Memory the loaded model holds: weights as llama.cpp stores them plus the KV cache.
 
         KV cache = 2 (K and V) × layers × n_ctx × kv_heads × head_dim × 2 bytes (F16 cache,
-        llama.cpp's default). Compute scratch buffers are not counted.
+        llama.cpp's default; 4 with ``kv_type="f32"``). Compute scratch buffers are not counted.
         """
         meta = self.llm.metadata
         arch = meta.get("general.architecture", "llama")
@@ -234,7 +294,7 @@ class LlamaCpp:
         n_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
         head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))
         weights = int(self.llm._model.size())
-        kv = 2 * n_layer * self.n_ctx * n_kv * head_dim * 2
+        kv = 2 * n_layer * self.n_ctx * n_kv * head_dim * (4 if self.kv_type == "f32" else 2)
         return {"weights": weights, "kv_cache": kv, "total": weights + kv}
 
     def close(self) -> None:
@@ -246,6 +306,24 @@ class LlamaCpp:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_BUFFER_LINE = re.compile(r"(\S+)\s+(model|KV|output|compute) buffer size\s*=\s*([\d.]+) MiB")
+
+
+def parse_buffer_sizes(log: str) -> dict:
+    """The buffer sizes llama.cpp logged while loading (see :meth:`LlamaCpp.buffer_sizes`).
+
+    Lines look like ``load_tensors:   CPU_Mapped model buffer size =  3.26 MiB``; the kind
+    (``model``/``KV``/``output``/``compute``) is keyed in lower case, the buffer type as
+    printed. A buffer type that appears twice for one kind is summed.
+    """
+    sizes: dict = {"model": {}, "kv": {}, "output": {}, "compute": {}}
+    for buft, kind, mib in _BUFFER_LINE.findall(log):
+        per_type = sizes[kind.lower()]
+        per_type[buft] = per_type.get(buft, 0) + round(float(mib) * 2**20)
+    sizes["total"] = sum(b for kind in ("model", "kv", "output", "compute") for b in sizes[kind].values())
+    return sizes
 
 
 def model_fingerprint(model_dir: str | os.PathLike) -> str:
@@ -263,11 +341,59 @@ def model_fingerprint(model_dir: str | os.PathLike) -> str:
     return h.hexdigest()[:12]
 
 
-def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, np.ndarray] | None = None) -> Path:
+def check_tokenizer_parity(path: str | os.PathLike, model: str | os.PathLike, text: str = PARITY_TEXT) -> int:
+    """Raise unless llama.cpp splits ``text`` into the same token ids as ``model``'s HF tokenizer.
+
+    llama.cpp loads the file's vocabulary only; the result is remembered per file version
+    (path, size, mtime), so calling this before every use costs nothing after the first.
+
+    Args:
+        path: an exported GGUF.
+        model: the model reference it was exported from (``"tinycode"``, a directory, a hub id).
+        text: the sample; default :data:`courseutils.llamacpp.parity.PARITY_TEXT`.
+
+    Returns:
+        The number of tokens compared.
+
+    Raises:
+        TokenizerMismatchError: at the first differing token (see :func:`~courseutils.llamacpp.parity.check_same_tokens`).
+    """
+    p = check_gguf(path).resolve()
+    st = p.stat()
+    return _tokenizer_parity(str(p), st.st_size, st.st_mtime_ns, str(model), text)
+
+
+@functools.lru_cache(maxsize=64)
+def _tokenizer_parity(path: str, size: int, mtime_ns: int, model: str, text: str) -> int:
+    from ..ggml.gguf_export import gguf_pre_tokenizer
+    from ..model.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    hf = [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    with LlamaCpp(path, n_ctx=64, vocab_only=True) as llm:
+        cpp = [int(t) for t in llm.tokenize(text, add_bos=False)]
+    return check_same_tokens(cpp, hf, tokenizer, text, path, gguf_pre_tokenizer(path), model)
+
+
+def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, np.ndarray] | None = None,
+             pre_tokenizer: str | None = None) -> Path:
     """A GGUF of ``model`` at ``qtype``, exported and quantized on first use, then cached.
 
     Files live in ``COURSE_CACHE``; the name carries the weights' fingerprint (and the
-    imatrix's), so retraining or changing the imatrix never reuses a stale file.
+    imatrix's, and ``pre_tokenizer`` when given), so retraining or changing the imatrix
+    never reuses a stale file. The exported file must tokenize like the HF tokenizer
+    (:func:`check_tokenizer_parity`); one that does not is deleted, never used.
+
+    Args:
+        model: ``"tinycode"``, a local HF directory, or a hub id.
+        qtype: a name from :func:`quant_types`.
+        imatrix: optional importance matrix (see :func:`quantize`).
+        pre_tokenizer: llama.cpp pre-tokenizer name; None detects it from the tokenizer
+            (:func:`courseutils.ggml.pretokenizer.detect_pre_tokenizer`).
+
+    Raises:
+        UnknownPreTokenizerError: ``pre_tokenizer`` is None and the tokenizer is not in the table.
+        TokenizerMismatchError: llama.cpp tokenizes the export differently from HF.
     """
     from ..ggml.gguf_export import export_gguf
     from ..model.loader import local_model_dir
@@ -275,9 +401,14 @@ def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, 
     qtype = qtype.upper() if isinstance(qtype, str) else qtype
     _ftype(qtype)
     label, where = local_model_dir(model)
-    stem = f"{label}-{model_fingerprint(where)}"
+    stem = f"{label}-{model_fingerprint(where)}" + (f"-pre-{pre_tokenizer}" if pre_tokenizer else "")
     base_type = "F32" if qtype == "F32" else "F16"
-    base = export_gguf(model, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type)
+    base = export_gguf(model, cache_dir() / f"{stem}-{base_type}.gguf", dtype=base_type, pre_tokenizer=pre_tokenizer)
+    try:
+        check_tokenizer_parity(base, where)
+    except TokenizerMismatchError:
+        base.unlink(missing_ok=True)  # never leave a silently different model in the cache
+        raise
     if qtype == base_type:
         return base
     suffix = ""
