@@ -122,7 +122,10 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
         intervals ``[low, high]``: ``ppl_change`` (PPL / PPL_ref - 1) with ``ppl_change_ci``,
         ``kld_ci``, ``top1_agreement_ci``, ``format_following_ci``, ``format_following_diff``
         (minus the reference's, paired by prompt) with ``format_following_diff_ci``, and
-        ``task_accuracy_ci``; ``settings["ci"]`` says how they were drawn.
+        ``task_accuracy_ci``; ``settings["ci"]`` says how they were drawn. ``buffer_bytes``
+        is what llama.cpp reported allocating at load, per part (``model``, ``kv``,
+        ``output``, ``compute``, ``total``; :meth:`LlamaCpp.buffer_sizes`), while ``load_bytes``
+        stays weights + KV cache.
     """
     from tqdm.auto import tqdm
 
@@ -145,6 +148,7 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
         path = get_gguf(model, qtype)
         llm = LlamaCpp(path, n_ctx=n_ctx, device=device)
         load_bytes = llm.memory_bytes()["total"]
+        buffers = llm.buffer_sizes()  # what llama.cpp allocated at load, per part
 
         chunks = make_chunks(llm.tokenize(ppl_text), n_ctx, llm.bos_id, n_chunks)
         t0 = time.perf_counter()
@@ -180,6 +184,8 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
             "kld": float(f"{cmp['kld'].mean():.6g}"), "top1_agreement": round(float(cmp["same_top"].mean()), 4),
             "format_following": round(float(np.mean(ok)), 4), "task_accuracy": round(task["accuracy"], 4),
             "task_n": task["n"], "sha256": sha256_file(path), "path": str(path),
+            "buffer_bytes": {part: sum(v.values()) for part, v in buffers.items() if part != "total"}
+            | {"total": buffers["total"]},
         })
 
     ref = rows[0]
