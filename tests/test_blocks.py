@@ -8,8 +8,6 @@ Three oracles:
 """
 from __future__ import annotations
 
-import ctypes
-import pathlib
 import platform
 
 import gguf
@@ -25,39 +23,20 @@ GGUF_PY_QUANTIZES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16", "F16"]
 
 @pytest.fixture(scope="module")
 def libggml():
-    import llama_cpp
+    """llama.cpp's C quantizer and decoders (courseutils.llamacpp.libggml, through ctypes)."""
+    from courseutils.llamacpp import libggml as lg
 
-    libdir = pathlib.Path(llama_cpp.__file__).parent / "lib"
-    found = sorted(libdir.glob("libggml-base.*")) + sorted(libdir.glob("ggml-base.*"))
-    if not found:
-        pytest.fail(f"libggml-base not found in {libdir}; llama-cpp-python's layout changed")
-    lib = ctypes.CDLL(str(found[0]))
-    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-    return lib
+    lg.libggml_path()  # fails clearly when llama-cpp-python's layout changed
+    return lg
 
 
 def ggml_quantize(lib, x: np.ndarray, qtype: str) -> np.ndarray:
     """llama.cpp's quantizer (no imatrix): what llama-quantize runs for every tensor."""
-    x = np.ascontiguousarray(x, np.float32)
-    t = gguf.GGMLQuantizationType[qtype]
-    bs, ts = gguf.GGML_QUANT_SIZES[t]
-    nrow, n = x.reshape(-1, x.shape[-1]).shape
-    out = np.zeros(nrow * (n // bs) * ts, np.uint8)
-    written = lib.ggml_quantize_chunk(int(t), x.ctypes.data, out.ctypes.data, 0, nrow, n, None)
-    assert written == out.size
-    return out.reshape(*x.shape[:-1], n // bs * ts)
+    return lib.ggml_quantize(x, qtype)
 
 
 def ggml_dequantize(lib, raw: np.ndarray, qtype: str, shape) -> np.ndarray:
-    fn = getattr(lib, "dequantize_row_" + qtype.lower().replace("_k", "_K"))
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-    fn.restype = None
-    raw = np.ascontiguousarray(raw, np.uint8)
-    y = np.zeros(int(np.prod(shape)), np.float32)
-    fn(raw.ctypes.data, y.ctypes.data, y.size)
-    return y.reshape(shape)
+    return lib.ggml_dequantize(raw, qtype, shape)
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:

@@ -4,7 +4,7 @@ import gguf
 import numpy as np
 import pytest
 
-from courseutils.core.errors import GGUFError, QuantTypeError
+from courseutils.core.errors import CourseError, GGUFError, QuantTypeError
 from courseutils.scoring.evaluate import perplexity_gguf
 from courseutils.llamacpp import IMATRIX_REQUIRED, LlamaCpp, check_gguf, get_gguf, quant_types, quantize
 
@@ -174,3 +174,16 @@ def test_memory_estimate_matches_what_llama_cpp_allocates(qtype):
     assert abs(sum(got["kv"].values()) - est["kv_cache"]) <= tol * len(got["kv"]), (got, est)
     assert abs(sum(got["model"].values()) - est["weights"]) <= tol * len(got["model"]), (got, est)
     assert got["total"] > est["total"]   # llama.cpp also allocates output and compute buffers
+
+
+def test_kv_type_f32_doubles_the_cache_llama_cpp_allocates():
+    """Oracle: llama.cpp's load report. An F32 KV cache holds twice the bytes of the default F16 one,
+    and the estimate in memory_bytes follows the type."""
+    with LlamaCpp(get_gguf("tinycode", "Q4_K_M"), n_ctx=256, flash_attn=False) as a, \
+            LlamaCpp(get_gguf("tinycode", "Q4_K_M"), n_ctx=256, flash_attn=False, kv_type="f32") as b:
+        kv16, kv32 = sum(a.buffer_sizes()["kv"].values()), sum(b.buffer_sizes()["kv"].values())
+        assert kv32 == 2 * kv16 and b.memory_bytes()["kv_cache"] == kv32
+        toks = list(range(1, 65))
+        assert not np.array_equal(a.logits(toks), b.logits(toks))   # the F16 rounding of K and V shows
+    with pytest.raises(CourseError, match="kv_type='q8'"):
+        LlamaCpp(get_gguf("tinycode", "Q4_K_M"), n_ctx=256, kv_type="q8")

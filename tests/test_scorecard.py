@@ -37,6 +37,27 @@ def test_scorecard_fields_and_choice(card, tmp_path):
 
 
 @pytest.mark.slow
+def test_intervals_contain_their_estimates_and_the_old_keys_stay(card):
+    rows = card["variants"]
+    ref = rows[0]
+    assert ref["ppl_change"] == 0 and ref["ppl_change_ci"] == [0, 0] and ref["kld_ci"] == [0, 0]
+    assert ref["format_following_diff_ci"] == [0, 0]
+    for r in rows:
+        assert FIELDS <= set(r)                                          # the stable CLI keys
+        for key in ("ppl_change", "kld", "top1_agreement", "format_following", "format_following_diff",
+                    "task_accuracy"):
+            low, high = r[key + "_ci"]
+            assert low - 1e-4 <= r[key] <= high + 1e-4, (r["type"], key, r[key], low, high)
+        assert abs(r["ppl_change"] - (r["ppl"] / ref["ppl"] - 1)) < 1e-4
+        b = r["buffer_bytes"]
+        assert b["total"] == b["model"] + b["kv"] + b["output"] + b["compute"]
+        assert b["total"] > r["load_bytes"] - 2 * 5243   # the compute buffer comes on top of weights + KV
+    q2 = rows[-1]
+    assert q2["ppl_change_ci"][0] > 0, "Q2_K's perplexity increase should be clear even on 4 chunks"
+    assert card["settings"]["ci"]["level"] == 0.95
+
+
+@pytest.mark.slow
 def test_bpw_from_file(card):
     bpw = {r["type"]: r["bpw"] for r in card["variants"]}
     assert 15.9 < bpw["F16"] < 16.1                 # norms are F32, the rest F16

@@ -381,6 +381,14 @@ def dequantize_q3_k(raw: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- Q6_K
+# block_q6_K, 210 bytes, 256 weights q_e = 0..63 (w_e = d * sc[e // 16] * (q_e - 32)):
+#   bytes   0..127 ql : low 4 bits of q       bytes 192..207 scales: 16 x int8, one per 16 weights
+#   bytes 128..191 qh : high 2 bits of q      bytes 208..209 d: fp16
+# Each 128-weight half h (weights 128h + l + 32k, l = 0..31, k = 0..3) owns ql[64h : 64h+64]
+# and qh[32h : 32h+32]:
+#           bits 7..4          bits 3..0                 bits 7-6  5-4  3-2  1-0
+#   ql[l]    : low(q[l+64])  | low(q[l])          qh[l]:  k=3  k=2  k=1  k=0   (high 2 bits
+#   ql[l+32] : low(q[l+96])  | low(q[l+32])                                    of q[l+32k])
 def _pack_q6(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(n, 256) values 0..63 -> ql (n, 128), qh (n, 64). Per 128-weight half, weight
     l + 32k (k = 0..3) puts its low nibble in ql[l + 32*(k % 2)] at bit 4*(k // 2) and its
@@ -417,7 +425,7 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
 
 
 def dequantize_q6_k(raw: np.ndarray) -> np.ndarray:
-    """Mirrors dequantize_row_q6_K: y = (d * scale_j) * (q - 32)."""
+    """Mirrors dequantize_row_q6_K: y = (d * scale_j) * (q - 32), byte layout in the diagram above."""
     ql = raw[:, 0:128].reshape(-1, 2, 2, 32)  # [half, which 32 bytes, l]
     qh = raw[:, 128:192].reshape(-1, 2, 1, 32)
     sc = raw[:, 192:208].view(np.int8).astype(np.float32)

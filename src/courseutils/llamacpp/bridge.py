@@ -180,6 +180,8 @@ class LlamaCpp:
             (``llama-perplexity``) turn it on by default; the two kernels round differently,
             so perplexities differ in the 4th or 5th digit with it off.
         n_batch: tokens evaluated per step (default ``n_ctx``: the whole sequence at once).
+        kv_type: ``"f16"`` (llama.cpp's default) or ``"f32"``: the type K and V are stored in
+            the KV cache (lesson 03 measures what the F16 rounding of the cache changes).
         mode: a :class:`LoadMode`; default :func:`load_mode` (safe on CPUs with AMX).
         vocab_only: load the tokenizer only (no weights; fast): :meth:`tokenize` and
             :meth:`detokenize` work, :meth:`logits` and :meth:`generate` do not.
@@ -193,7 +195,8 @@ class LlamaCpp:
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 512, device: str | None = None,
                  n_threads: int | None = None, seed: int = 0, flash_attn: bool = True,
-                 n_batch: int | None = None, mode: LoadMode | None = None, vocab_only: bool = False):
+                 n_batch: int | None = None, mode: LoadMode | None = None, vocab_only: bool = False,
+                 kv_type: str = "f16"):
         from llama_cpp import Llama
 
         from ..numerics.metrics import check_n_ctx
@@ -202,7 +205,11 @@ class LlamaCpp:
         n_batch = n_ctx if n_batch is None else n_batch
         if isinstance(n_batch, bool) or not isinstance(n_batch, int) or not 1 <= n_batch <= n_ctx:
             raise CourseError(f"n_batch={n_batch!r} must be an integer between 1 and n_ctx={n_ctx}")
+        kv_types = {"f16": 1, "f32": 0}  # GGML_TYPE_F16, GGML_TYPE_F32
+        if kv_type not in kv_types:
+            raise CourseError(f"kv_type={kv_type!r}; allowed: {', '.join(kv_types)}")
         self.path = check_gguf(path)
+        self.kv_type = kv_type
         self.n_ctx = n_ctx
         self.on_gpu = get_device(device) == "cuda" and gpu_offload_supported()
         self.mode = mode or load_mode()
@@ -212,7 +219,7 @@ class LlamaCpp:
                 self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
                                  logits_all=True, n_gpu_layers=-1 if self.on_gpu else 0, n_threads=n_threads,
                                  seed=seed, use_mmap=False, flash_attn=flash_attn, vocab_only=self.vocab_only,
-                                 verbose=False)
+                                 type_k=kv_types[kv_type], type_v=kv_types[kv_type], verbose=False)
             except ValueError as exc:  # llama-cpp-python: "Failed to load model from file" / "... context"
                 raise LlamaCppError(f"path={str(self.path)!r}: llama.cpp could not load it ({exc}); "
                                     f"its last log lines:\n{log.tail()}") from exc
@@ -279,7 +286,7 @@ class LlamaCpp:
         """Memory the loaded model holds: weights as llama.cpp stores them plus the KV cache.
 
         KV cache = 2 (K and V) × layers × n_ctx × kv_heads × head_dim × 2 bytes (F16 cache,
-        llama.cpp's default). Compute scratch buffers are not counted.
+        llama.cpp's default; 4 with ``kv_type="f32"``). Compute scratch buffers are not counted.
         """
         meta = self.llm.metadata
         arch = meta.get("general.architecture", "llama")
@@ -288,7 +295,7 @@ class LlamaCpp:
         n_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
         head_dim = int(meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // n_head))
         weights = int(self.llm._model.size())
-        kv = 2 * n_layer * self.n_ctx * n_kv * head_dim * 2
+        kv = 2 * n_layer * self.n_ctx * n_kv * head_dim * (4 if self.kv_type == "f32" else 2)
         return {"weights": weights, "kv_cache": kv, "total": weights + kv}
 
     def close(self) -> None:

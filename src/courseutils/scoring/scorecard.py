@@ -5,6 +5,12 @@ and top-1 agreement against the first (reference) variant, format following and 
 task accuracy. A :class:`Rubric` turns the numbers into pass/fail; the answer is the
 smallest file that passes. Provenance (hashes, versions, date, corpus) is recorded so a
 scorecard can be reproduced and checked later.
+
+Every quality number comes with a 95 % paired bootstrap interval
+(:mod:`courseutils.numerics.bootstrap`): perplexity change and KLD resample the evaluation
+chunks (paired with the reference's), top-1 agreement too; format following and its
+difference from the reference resample the prompts; cloze accuracy resamples the scored
+positions. The interval keys are new keys beside the stable ones (``ppl``, ``kld`` ...).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from ..core.errors import CourseError
 from ..core.io import atomic_path
 from ..llamacpp.bridge import LlamaCpp, get_gguf, quant_types
 from ..model.corpus import corpus_text
+from ..numerics.bootstrap import mean_ci, ppl_diff_ci
 from ..numerics.metrics import make_chunks, perplexity, token_nll
 from .evaluate import compare_logits, scored_logits
 from .tasks import cloze_accuracy, follows_format, function_prompts
@@ -30,6 +37,7 @@ from .tasks import cloze_accuracy, follows_format, function_prompts
 __all__ = ["Rubric", "DEFAULT_TYPES", "smallest_passing", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json"]
 
 DEFAULT_TYPES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
+CI_LEVEL, CI_N_BOOT, CI_SEED = 0.95, 2000, 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,14 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
         n_prompts, max_tokens: format-following prompts and completion length.
     Returns:
         A JSON-ready dict: ``variants`` (one row per type), ``rubric``,
-        ``smallest_passing`` and ``provenance``.
+        ``smallest_passing`` and ``provenance``. Each row also holds 95 % bootstrap
+        intervals ``[low, high]``: ``ppl_change`` (PPL / PPL_ref - 1) with ``ppl_change_ci``,
+        ``kld_ci``, ``top1_agreement_ci``, ``format_following_ci``, ``format_following_diff``
+        (minus the reference's, paired by prompt) with ``format_following_diff_ci``, and
+        ``task_accuracy_ci``; ``settings["ci"]`` says how they were drawn. ``buffer_bytes``
+        is what llama.cpp reported allocating at load, per part (``model``, ``kv``,
+        ``output``, ``compute``, ``total``; :meth:`LlamaCpp.buffer_sizes`), while ``load_bytes``
+        stays weights + KV cache.
     """
     from tqdm.auto import tqdm
 
@@ -128,10 +143,12 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
     prompts = function_prompts(n_prompts)
 
     rows, ref_logits, t_start = [], None, time.time()
+    per_unit = []  # per variant: nll (n_chunks, T), kld (n_chunks, T), same_top, format ok per prompt, cloze hits
     for qtype in tqdm(types, desc="scorecard", disable=not progress):
         path = get_gguf(model, qtype)
         llm = LlamaCpp(path, n_ctx=n_ctx, device=device)
         load_bytes = llm.memory_bytes()["total"]
+        buffers = llm.buffer_sizes()  # what llama.cpp allocated at load, per part
 
         chunks = make_chunks(llm.tokenize(ppl_text), n_ctx, llm.bos_id, n_chunks)
         t0 = time.perf_counter()
@@ -146,7 +163,7 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
 
         cloze_chunks = make_chunks(llm.tokenize(cloze_text), n_ctx, llm.bos_id, n_chunks)
         contexts = [llm.detokenize(c[1: n_ctx // 2 + 1]) for c in cloze_chunks]
-        task = cloze_accuracy(scored_logits(llm, cloze_chunks), llm.detokenize, contexts)
+        task = cloze_accuracy(scored_logits(llm, cloze_chunks), llm.detokenize, contexts, keep_hits=True)
 
         t0, n_generated, ok = time.perf_counter(), 0, []
         for p in prompts:
@@ -155,6 +172,10 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
             ok.append(follows_format(p, completion))
         gen_tps = n_generated / (time.perf_counter() - t0)
         llm.close()
+        n_chunk = len(chunks)
+        per_unit.append({"nll": token_nll(logits, targets).reshape(n_chunk, -1),
+                         "kld": cmp["kld"].reshape(n_chunk, -1), "same_top": cmp["same_top"].reshape(n_chunk, -1),
+                         "ok": np.array(ok, dtype=np.float64), "hits": np.array(task["hits"], dtype=np.float64)})
 
         rows.append({
             "type": qtype, "file_bytes": Path(path).stat().st_size, "bpw": round(gguf_bpw(path), 4),
@@ -163,10 +184,13 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
             "kld": float(f"{cmp['kld'].mean():.6g}"), "top1_agreement": round(float(cmp["same_top"].mean()), 4),
             "format_following": round(float(np.mean(ok)), 4), "task_accuracy": round(task["accuracy"], 4),
             "task_n": task["n"], "sha256": sha256_file(path), "path": str(path),
+            "buffer_bytes": {part: sum(v.values()) for part, v in buffers.items() if part != "total"}
+            | {"total": buffers["total"]},
         })
 
     ref = rows[0]
-    for row in rows:
+    for row, unit in zip(rows, per_unit):
+        row.update(_intervals(unit, per_unit[0]))
         row["criteria"] = rubric.check(row, ref)
         row["passes"] = all(row["criteria"].values())
     smallest = smallest_passing(rows, rubric)
@@ -176,7 +200,11 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
         "model": str(model), "reference": ref["type"], "variants": rows, "rubric": asdict(rubric),
         "smallest_passing": smallest,
         "settings": {"n_ctx": n_ctx, "n_chunks": n_chunks, "n_prompts": n_prompts, "max_tokens": max_tokens,
-                     "scored_tokens": int(len(ref_logits))},
+                     "scored_tokens": int(len(ref_logits)), "prompts": len(prompts),
+                     "ci": {"level": CI_LEVEL, "n_boot": CI_N_BOOT, "seed": CI_SEED, "method": "percentile bootstrap",
+                            "units": {"ppl_change": "chunk (paired)", "kld": "chunk", "top1_agreement": "chunk",
+                                      "format_following": "prompt", "format_following_diff": "prompt (paired)",
+                                      "task_accuracy": "cloze position"}}},
         "provenance": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "versions": _versions(), "model_source": where,
                        "corpus_sha256": card.get("corpus", {}).get("sha256"),
@@ -185,15 +213,46 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
     }
 
 
+def _ci(interval) -> list[float]:
+    return [float(f"{interval.low:.6g}"), float(f"{interval.high:.6g}")]
+
+
+def _intervals(unit: dict, ref: dict) -> dict:
+    """Bootstrap intervals of one variant's quality numbers (``ref``: the reference's arrays)."""
+    kw = {"level": CI_LEVEL, "n_boot": CI_N_BOOT, "seed": CI_SEED}
+    dppl = ppl_diff_ci(ref["nll"], unit["nll"], **kw)
+    ff_diff = mean_ci(unit["ok"] - ref["ok"], unit="token", **kw)
+    return {
+        "ppl_change": float(f"{dppl.estimate:.6g}"), "ppl_change_ci": _ci(dppl),
+        "kld_ci": _ci(mean_ci(unit["kld"], **kw)),
+        "top1_agreement_ci": _ci(mean_ci(unit["same_top"], **kw)),
+        "format_following_ci": _ci(mean_ci(unit["ok"], unit="token", **kw)),
+        "format_following_diff": float(f"{ff_diff.estimate:.6g}"), "format_following_diff_ci": _ci(ff_diff),
+        "task_accuracy_ci": _ci(mean_ci(unit["hits"], unit="token", **kw)),
+    }
+
+
 def format_table(card: dict) -> str:
-    """The scorecard as a fixed-width text table (what ``python -m courseutils scorecard`` prints)."""
-    head = f"{'type':<8}{'MiB':>7}{'bpw':>7}{'load MiB':>9}{'tok/s':>9}{'ppl':>10}{'KLD':>10}{'top1':>7}" \
-           f"{'format':>8}{'task':>7}  pass"
+    """The scorecard as a fixed-width text table (what ``python -m courseutils scorecard`` prints).
+
+    Brackets hold the 95 % bootstrap interval of the number before them (rows of a card
+    made before the intervals existed print without them).
+    """
+    def iv(r, key, fmt, scale=1.0):
+        lo_hi = r.get(key + "_ci")
+        return f"[{fmt.format(scale * lo_hi[0])},{fmt.format(scale * lo_hi[1])}]" if lo_hi else ""
+
+    head = f"{'type':<8}{'MiB':>7}{'bpw':>7}{'load MiB':>9}{'tok/s':>7}{'ppl':>9}{'dPPL %':>8}{'[95% CI]':>17}" \
+           f"{'KLD':>9}{'[95% CI]':>19}{'top1':>7}{'format':>7}{'[95% CI]':>13}{'task':>7}  pass"
     lines = [head, "-" * len(head)]
+    ref_ppl = card["variants"][0]["ppl"]
     for r in card["variants"]:
+        dppl = r.get("ppl_change", r["ppl"] / ref_ppl - 1)
         lines.append(f"{r['type']:<8}{r['file_bytes'] / 2**20:>7.2f}{r['bpw']:>7.2f}{r['load_bytes'] / 2**20:>9.1f}"
-                     f"{r['tokens_per_second']:>9.0f}{r['ppl']:>10.4f}{r['kld']:>10.5f}{r['top1_agreement']:>7.3f}"
-                     f"{r['format_following']:>8.2f}{r['task_accuracy']:>7.3f}  {'yes' if r['passes'] else 'no'}")
+                     f"{r['tokens_per_second']:>7.0f}{r['ppl']:>9.4f}{100 * dppl:>+8.2f}"
+                     f"{iv(r, 'ppl_change', '{:+.2f}', 100):>17}{r['kld']:>9.5f}{iv(r, 'kld', '{:.5f}'):>19}"
+                     f"{r['top1_agreement']:>7.3f}{r['format_following']:>7.2f}{iv(r, 'format_following', '{:.2f}'):>13}"
+                     f"{r['task_accuracy']:>7.3f}  {'yes' if r['passes'] else 'no'}")
     lines.append(f"smallest passing variant: {card['smallest_passing'] or 'none'}")
     return "\n".join(lines)
 

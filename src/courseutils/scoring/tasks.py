@@ -127,25 +127,33 @@ def cloze_category(token_text: str, context_text: str) -> str | None:
     return None
 
 
-def cloze_accuracy(logits_and_targets, detokenize: Callable[[list[int]], str], contexts) -> dict:
+def cloze_accuracy(logits_and_targets, detokenize: Callable[[list[int]], str], contexts,
+                   keep_hits: bool = False) -> dict:
     """Top-1 accuracy at cloze positions.
 
     Args:
         logits_and_targets: iterable of ``(logits (T, V), targets (T,))`` per chunk.
         detokenize: token ids -> text.
         contexts: per chunk, the text before the scored positions (for the identifier rule).
+        keep_hits: also return ``"hits"``, one bool per cloze position in text order (for
+            a bootstrap interval of the accuracy).
     Returns:
-        ``{"accuracy": float, "n": int, "by_category": {category: accuracy}}``.
+        ``{"accuracy": float, "n": int, "by_category": {category: accuracy}}`` (and ``"hits"``).
     """
     hits: dict[str, list[bool]] = {"keyword": [], "bracket": [], "identifier": []}
+    in_order: list[bool] = []
     for (logits, targets), context in zip(logits_and_targets, contexts):
         pred = logits.argmax(-1)
         for t, target in enumerate(targets):
             cat = cloze_category(detokenize([int(target)]), context + detokenize([int(x) for x in targets[:t]]))
             if cat:
                 hits[cat].append(bool(pred[t] == target))
-    every = [h for v in hits.values() for h in v]
+                in_order.append(bool(pred[t] == target))
+    every = in_order
     if not every:
         raise CourseError("the text has no cloze positions (keywords, brackets, repeated identifiers)")
-    return {"accuracy": float(np.mean(every)), "n": len(every),
-            "by_category": {k: float(np.mean(v)) if v else None for k, v in hits.items()}}
+    out = {"accuracy": float(np.mean(every)), "n": len(every),
+           "by_category": {k: float(np.mean(v)) if v else None for k, v in hits.items()}}
+    if keep_hits:
+        out["hits"] = in_order
+    return out

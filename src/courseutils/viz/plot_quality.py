@@ -12,7 +12,18 @@ import numpy as np
 
 from ..core.errors import CourseError
 
-__all__ = ["size_bars", "quality_vs_size", "trend_vs_published", "chunk_scatter"]
+__all__ = ["size_bars", "quality_vs_size", "trend_vs_published", "chunk_scatter", "interval_plot"]
+
+
+def _yerr(estimate, low_high, n: int, name: str):
+    """``(2, n)`` error-bar lengths below/above ``estimate`` from ``[(low, high), ...]`` (or None)."""
+    if low_high is None:
+        return None
+    lh = np.asarray(low_high, dtype=float)
+    if lh.shape != (n, 2):
+        raise CourseError(f"{name} must hold one (low, high) pair per variant, shape ({n}, 2); got {lh.shape}")
+    est = np.asarray(estimate, dtype=float)
+    return np.vstack([est - lh[:, 0], lh[:, 1] - est]).clip(min=0)
 
 
 def _check_same_length(**arrays) -> int:
@@ -49,7 +60,8 @@ def size_bars(labels: Sequence[str], size_mib: Sequence[float], bpw: Sequence[fl
 
 
 def quality_vs_size(labels: Sequence[str], size_mib: Sequence[float], bpw: Sequence[float],
-                    kld: Sequence[float], ppl: Sequence[float], ref_ppl: float | None = None):
+                    kld: Sequence[float], ppl: Sequence[float], ref_ppl: float | None = None,
+                    kld_ci=None, ppl_ci=None):
     """Two panels: file size vs mean KLD (log scale) and bits per weight vs perplexity.
 
     Variants with ``kld == 0`` (the reference itself) cannot sit on a log axis; they are
@@ -58,6 +70,8 @@ def quality_vs_size(labels: Sequence[str], size_mib: Sequence[float], bpw: Seque
     Args:
         labels, size_mib, bpw, kld, ppl: one entry per variant, ``(n,)`` each.
         ref_ppl: the reference perplexity, drawn as a dashed line in the right panel.
+        kld_ci, ppl_ci: optional ``(low, high)`` per variant (e.g. bootstrap intervals), drawn
+            as error bars.
     """
     import matplotlib.pyplot as plt
 
@@ -66,7 +80,11 @@ def quality_vs_size(labels: Sequence[str], size_mib: Sequence[float], bpw: Seque
     kld, ppl = np.asarray(kld, dtype=float), np.asarray(ppl, dtype=float)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     pos = kld > 0
+    n = len(kld)
+    kerr, perr = _yerr(kld, kld_ci, n, "kld_ci"), _yerr(ppl, ppl_ci, n, "ppl_ci")
     ax1.plot(size_mib[pos], kld[pos], "o-", color="tab:red")
+    if kerr is not None:
+        ax1.errorbar(size_mib[pos], kld[pos], yerr=kerr[:, pos], fmt="none", ecolor="tab:red", capsize=3)
     for x, y, name in zip(size_mib[pos], kld[pos], np.asarray(labels)[pos]):
         ax1.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
     ax1.set_yscale("log")
@@ -78,6 +96,8 @@ def quality_vs_size(labels: Sequence[str], size_mib: Sequence[float], bpw: Seque
     ax1.grid(True, which="both", alpha=0.3)
 
     ax2.plot(bpw, ppl, "o-", color="tab:blue")
+    if perr is not None:
+        ax2.errorbar(bpw, ppl, yerr=perr, fmt="none", ecolor="tab:blue", capsize=3)
     for x, y, name in zip(bpw, ppl, labels):
         ax2.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
     if ref_ppl is not None:
@@ -93,13 +113,14 @@ def quality_vs_size(labels: Sequence[str], size_mib: Sequence[float], bpw: Seque
 
 def trend_vs_published(labels: Sequence[str], live: Sequence[float], published: Sequence[float],
                        live_name: str = "tinycode (live)", published_name: str = "Llama-3-8B (published)",
-                       ylabel: str = "mean KLD to F16 (nats/token)"):
+                       ylabel: str = "mean KLD to F16 (nats/token)", live_ci=None):
     """One metric per quant type for two models on a shared log axis, to compare trends.
 
     Args:
         labels: quant types, in the order to draw them (e.g. largest file first).
         live, published: the metric for the live model and the published one, ``(n,)``;
             values must be positive (log axis).
+        live_ci: optional ``(low, high)`` per type for the live metric, drawn as error bars.
     """
     import matplotlib.pyplot as plt
 
@@ -112,6 +133,9 @@ def trend_vs_published(labels: Sequence[str], live: Sequence[float], published: 
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     ax.plot(x, published, "s--", color="tab:gray", label=published_name)
     ax.plot(x, live, "o-", color="tab:red", label=live_name)
+    lerr = _yerr(live, live_ci, len(live), "live_ci")
+    if lerr is not None:
+        ax.errorbar(x, live, yerr=lerr, fmt="none", ecolor="tab:red", capsize=3)
     ax.set_xticks(x)
     ax.set_xticklabels(list(labels))
     ax.set_yscale("log")
@@ -147,5 +171,41 @@ def chunk_scatter(kld: dict[str, Sequence[float]], dppl_pct: dict[str, Sequence[
     ax.set_title("per chunk: perplexity change against KL divergence", fontsize=10)
     ax.legend(fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def interval_plot(labels: Sequence[str], panels: dict[str, tuple], logy: Sequence[str] = (), title: str = ""):
+    """One panel per metric: each variant's estimate with its interval as an error bar.
+
+    Args:
+        labels: variant names, ``(n,)``.
+        panels: ``{y label: (estimates (n,), [(low, high), ...] (n, 2))}``, e.g. the perplexity
+            change in % and the mean KLD with their bootstrap intervals.
+        logy: the y labels whose panel uses a log axis (values must be positive).
+    """
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise CourseError("panels is empty: give at least one {label: (estimates, intervals)}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    x = np.arange(len(labels))
+    for ax, (ylabel, (est, low_high)) in zip(axes[0], panels.items()):
+        est = np.asarray(est, dtype=float)
+        _check_same_length(labels=labels, estimates=est)
+        yerr = _yerr(est, low_high, len(est), f"panels[{ylabel!r}] intervals")
+        if ylabel in logy and (est <= 0).any():
+            raise CourseError(f"panel {ylabel!r} is on a log axis but has values <= 0: {est.tolist()}")
+        ax.errorbar(x, est, yerr=yerr, fmt="o", capsize=4, color="tab:red")
+        if ylabel in logy:
+            ax.set_yscale("log")
+        else:
+            ax.axhline(0, color="gray", lw=1)
+        ax.set_xticks(x)
+        ax.set_xticklabels(list(labels), rotation=30)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
