@@ -97,6 +97,31 @@ def bench_llama_cpp() -> dict:
             "types": rows}
 
 
+def bench_gptq() -> dict:
+    """Whole-model RTN and GPTQ on tinycode (W4 g128, 16 x 256 calibration tokens), and our time per
+    layer against llm-compressor's from `make test-reference` (benchmarks/gptq_reference.json)."""
+    from courseutils.algorithms.apply import quantize_model
+    from courseutils.algorithms.quantizer import QuantSpec
+    from courseutils.calib.hooks import calibration_tokens
+    from courseutils.model.loader import load_model
+
+    model, tokenizer = load_model("tinycode", device="cpu")
+    tokens = calibration_tokens(tokenizer, n_seq=16, seq_len=256)
+    out = {}
+    for method in ("rtn", "gptq"):
+        q, seconds = timed(quantize_model, model, tokens, method, QuantSpec(4, 128), progress=False)
+        out[f"{method}_all_linear_layers_s"] = round(seconds, 2)
+        out["layers"] = len(q.layer_errors)
+    reference = ROOT / "benchmarks" / "gptq_reference.json"
+    if reference.is_file():
+        rows = json.loads(reference.read_text())["rows"]
+        ours, theirs = sum(r["seconds_ours"] for r in rows), sum(r["seconds_reference"] for r in rows)
+        out["time_vs_llm_compressor"] = round(ours / theirs, 2)
+    else:
+        out["time_vs_llm_compressor"] = "run `make test-reference` first"
+    return out
+
+
 def bench_scorecard() -> dict:
     from courseutils.scoring.scorecard import run_scorecard
 
@@ -148,7 +173,7 @@ def bench_lessons() -> dict:
     return times
 
 
-SECTIONS = {"imports": bench_imports, "llama_cpp": bench_llama_cpp, "pipeline": None, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
+SECTIONS = {"imports": bench_imports, "llama_cpp": bench_llama_cpp, "pipeline": None, "gptq": bench_gptq, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
             "grading": bench_grading, "lessons": bench_lessons}
 
 
