@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/fixtures holds data, not tests: frozen quiz notebooks (nbval would run them) and scripts.
+collect_ignore_glob = ["fixtures/*"]
 os.environ.setdefault("COURSE_CACHE", str(ROOT / ".cache" / "course"))
 os.environ.setdefault("COURSE_DEVICE", "auto")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
