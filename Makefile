@@ -26,7 +26,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 .PHONY: help install llama-cpp constraints lab test test-fast test-reference oracles demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
 $(STAMP): pyproject.toml $(CONSTRAINTS) tools/build_llama_cpp.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
