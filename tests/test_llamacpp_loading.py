@@ -111,17 +111,10 @@ def test_load_mode_reaches_llama_cpp(use_extra_bufts):
 
     path = get_gguf("tinycode", "Q4_0")
     proc = _run_isolated(f"""
-        import logging, sys
-        import llama_cpp
         from courseutils.llamacpp import LlamaCpp, LoadMode
-        lines = []
-        @llama_cpp.llama_log_callback
-        def keep(level, text, user_data):
-            lines.append(text.decode(errors="replace"))
-        llama_cpp.llama_log_set(keep, None)
         llm = LlamaCpp({str(path)!r}, n_ctx=64, mode=LoadMode({use_extra_bufts}, "test"))
         llm.logits(llm.tokenize("def f(x):"))
-        print("".join(lines))
+        print(llm.load_log)  # llama.cpp's own log of the load: buffer types and sizes
     """)
     assert proc.returncode == 0, _crash_report(proc, "loading Q4_0")
     repacked = "CPU_REPACK" in proc.stdout
