@@ -127,11 +127,11 @@ def test_check_prints_one_line_and_obeys_the_switch(monkeypatch):
     lines = []
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     monkeypatch.setenv("COURSE_QUIZ_FEEDBACK", "on")
-    assert quiz.check(q, "q15", 140.0, echo=lines.append) is None
-    assert quiz.check(q, "q15", 280.0, echo=lines.append) is None
+    assert quiz.check(q, "q15", 12.828125, echo=lines.append) is None   # quiz 01 Q15: 21e9 * 4.125 + 1e9 * 16 bits
+    assert quiz.check(q, "q15", 11.0, echo=lines.append) is None
     assert lines[0].startswith("✓ q15") and lines[1].startswith("✗ q15") and "hint:" in lines[1]
     monkeypatch.setenv("COURSE_QUIZ_FEEDBACK", "off")
-    quiz.check(q, "q15", 140.0, echo=lines.append)
+    quiz.check(q, "q15", 12.828125, echo=lines.append)
     assert "disabled" in lines[2] and "✓" not in lines[2]
     quiz.set_feedback(True)
     assert quiz.feedback_enabled()
@@ -139,7 +139,7 @@ def test_check_prints_one_line_and_obeys_the_switch(monkeypatch):
     assert not quiz.feedback_enabled() and os.environ["COURSE_QUIZ_FEEDBACK"] == "off"
     monkeypatch.setenv("COURSE_QUIZ_FEEDBACK", "on")
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    quiz.check(q, "q15", 140.0, echo=lines.append)
+    quiz.check(q, "q15", 12.828125, echo=lines.append)
     assert "skipped while nbgrader grades" in lines[3]
 
 
