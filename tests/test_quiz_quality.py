@@ -5,10 +5,7 @@ Each check runs twice:
 - on ``tests/fixtures/quizzes_issue17/``, a frozen copy of the quizzes as issue 17 found
   them (commit bde916c), where it must report exactly the known defects, so a check that
   stopped finding them fails here;
-- on the current quizzes, where everything must pass. Balance, repeats and leaks are
-  still failing there until the quiz content is rewritten (issue 17), so those tests are
-  ``xfail(strict=True)``: the day the rewrite makes them pass, the strict xfail turns
-  into a failure that says to remove the marker.
+- on the current quizzes (rewritten under issue 17), where everything must pass.
 
 The quizzes are executed in this process (no kernel): a few seconds per course copy.
 """
@@ -26,7 +23,6 @@ from courseutils.grading.audit import Item
 ROOT = grading.course_root()
 QUIZZES = grading.quiz_ids(ROOT)
 ISSUE17 = Path(__file__).parent / "fixtures" / "quizzes_issue17"
-PENDING = pytest.mark.xfail(strict=True, reason="quiz content rewrite pending (issue 17)")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +74,6 @@ def test_balance_on_made_up_questions():
     assert len(audit.option_balance(ties).longest_correct) == 4
 
 
-@PENDING
 def test_current_quizzes_are_balanced(current):
     bal = audit.option_balance(_items(current))
     assert bal.ok, bal.problems
@@ -109,7 +104,6 @@ def test_repeats_needs_shared_text_and_another_quiz():
     assert ("00_a Q01", "00_a Q02") not in pairs                          # same quiz
 
 
-@PENDING
 def test_current_quizzes_have_no_repeats(current):
     assert not audit.repeats(_items(current))
 
@@ -146,7 +140,6 @@ def test_numbers_a_reader_sees():
     assert not audit.one_significant_digit(4.5) and not audit.one_significant_digit(1 / 3)
 
 
-@PENDING
 def test_current_quizzes_have_no_leaks(current):
     assert not audit.leaks(current)
 
