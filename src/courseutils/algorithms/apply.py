@@ -17,6 +17,7 @@ import copy
 from dataclasses import dataclass, field
 
 from ..calib.capture import capture_block_inputs, run_block
+from ..calib.hessian import HessianAccumulator
 from ..calib.hooks import LinearHooks, linear_layers
 from ..core.errors import CourseError
 from .gptq import gptq_quantize, layer_error
@@ -61,17 +62,14 @@ def quantize_model(model, tokens, method: str = "gptq", spec: QuantSpec = QuantS
     for _, block, inputs in capture_block_inputs(qmodel, tokens, mode=mode, batch_size=batch_size,
                                                  progress=progress):
         names = [n for n, _ in linear_layers(block)]
-        H_sum = {n: 0.0 for n in names}
-
-        def accumulate(name, X):  # X: (N, d_in); float32 like GPTQ's code (float64 is lesson 05's exact H)
-            X = X.float()
-            H_sum[name] = H_sum[name] + X.T @ X
-
-        with LinearHooks(block, names, on_forward=accumulate):
+        # float32, as GPTQ's code keeps H (float64 is lesson 05's exact H, and slow here)
+        acc = {n: HessianAccumulator(block.get_submodule(n).in_features, inputs.hidden[0].device,
+                                     dtype=torch.float32) for n in names}
+        with LinearHooks(block, names, on_forward=lambda n, X: acc[n].add_batch(X)):
             run_block(block, inputs)
         for n in names:
             linear = block.get_submodule(n)
-            W, H = linear.weight.detach(), 2.0 * H_sum[n] / inputs.n_tokens  # H = 2 X^T X / n
+            W, H = linear.weight.detach(), acc[n].H  # H = 2 X^T X / n
             if method == "gptq":
                 W_hat = gptq_quantize(W, H, spec, damp=damp, act_order=act_order, static_groups=static_groups).W_hat
             else:

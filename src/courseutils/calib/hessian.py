@@ -61,14 +61,16 @@ class HessianAccumulator:
     ``count="token"`` (default): n counts tokens, so ``H = 2 X^T X / N``, the Hessian of the mean
     squared output error per token. ``count="sequence"``: n counts the leading dimension of each
     3-D batch (sequences), as GPTQ's code does, so ``H = T * 2 X^T X / N`` for sequences of T tokens.
+    ``dtype``: float64 (default) for lesson 05's exact H; float32, as GPTQ's code keeps it, when
+    speed matters more (whole-model GPTQ, :mod:`courseutils.algorithms.apply`).
     """
 
-    def __init__(self, d_in: int, device=None, count: str = "token"):
+    def __init__(self, d_in: int, device=None, count: str = "token", dtype=None):
         import torch
 
         if count not in ("token", "sequence"):
             raise CourseError(f"count={count!r}; allowed: 'token' (2 X^T X / N), 'sequence' (GPTQ's 2 X^T X / S)")
-        self.H = torch.zeros(d_in, d_in, dtype=torch.float64, device=device)  # (d_in, d_in)
+        self.H = torch.zeros(d_in, d_in, dtype=dtype or torch.float64, device=device)  # (d_in, d_in)
         self.n = 0
         self.count = count
 
@@ -84,7 +86,7 @@ class HessianAccumulator:
         if self.count == "sequence" and X.ndim != 3:
             raise CourseError(f"X has shape {tuple(X.shape)}; count='sequence' needs (B, T, d_in) batches")
         m = X.shape[0] if self.count == "sequence" else None
-        X = X.reshape(-1, X.shape[-1]).to(self.H.device, torch.float64)  # (tokens, d_in)
+        X = X.reshape(-1, X.shape[-1]).to(self.H.device, self.H.dtype)  # (tokens, d_in)
         if X.shape[1] != self.H.shape[0]:
             raise CourseError(f"X has {X.shape[1]} input channels; this accumulator expects d_in={self.H.shape[0]}")
         m = X.shape[0] if m is None else m
