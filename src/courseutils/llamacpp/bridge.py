@@ -24,7 +24,6 @@ import contextlib
 import ctypes
 import functools
 import hashlib
-import logging
 import os
 import re
 import struct
@@ -78,9 +77,9 @@ def _ftype(qtype: str) -> int:
 def quiet_stderr(enabled: bool = True):
     """Silence llama.cpp's logs while the block runs.
 
-    They arrive two ways: llama-cpp-python's log callback prints through Python's
-    ``sys.stderr`` (a notebook shows it) unless its ``llama-cpp-python`` logger is above
-    INFO, and some C code writes to file descriptor 2 directly. nbgrader gives 0 to a test
+    They arrive two ways: llama.cpp's log callback (llama-cpp-python's prints through Python's
+    ``sys.stderr``, which a notebook shows), muted at the tap of :mod:`.log`, and C code
+    that writes to file descriptor 2 directly, sent to /dev/null. nbgrader gives 0 to a test
     cell that writes to stderr, and the quantizer logs a line per tensor.
     """
     if not enabled:
@@ -88,9 +87,6 @@ def quiet_stderr(enabled: bool = True):
         return
     import sys
 
-    logger = logging.getLogger("llama-cpp-python")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     saved = os.dup(2)
@@ -103,7 +99,6 @@ def quiet_stderr(enabled: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-        logger.setLevel(level)
 
 
 def _imatrix_structs(imatrix: dict[str, np.ndarray]):
