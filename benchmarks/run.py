@@ -33,11 +33,24 @@ def timed(fn, *args, **kwargs):
     return value, time.perf_counter() - t0
 
 
+def throughput(llm, text: str, max_tokens: int, warm_up: bool = False) -> dict:
+    """Prompt tokens/s (logits of 8 chunks of 256 tokens) and greedy generation tokens/s of a LlamaCpp."""
+    from courseutils.numerics.metrics import make_chunks
+
+    chunks = make_chunks(llm.tokenize(text), 256, llm.bos_id, 8)
+    if warm_up:
+        llm.logits(chunks[0])
+    _, eval_s = timed(lambda: [llm.logits(c) for c in chunks])
+    completion, gen_s = timed(llm.generate, "def parse_args(argv):\n", max_tokens=max_tokens)
+    n_gen = len(llm.tokenize(completion, add_bos=False))
+    return {"prompt_tokens_per_s": round(chunks.size / eval_s),
+            "generation_tokens_per_s": round(n_gen / gen_s) if n_gen else None}
+
+
 def bench_pipeline(cache: Path) -> dict:
     from courseutils.ggml.gguf_export import export_gguf
     from courseutils.llamacpp import LlamaCpp, quantize
     from courseutils.model.corpus import corpus_text
-    from courseutils.numerics.metrics import make_chunks
 
     f16, export_s = timed(export_gguf, "tinycode", cache / "bench-F16.gguf", overwrite=True)
     rows = []
@@ -47,16 +60,9 @@ def bench_pipeline(cache: Path) -> dict:
             path, q_s = f16, 0.0
         else:
             path, q_s = timed(quantize, f16, cache / f"bench-{qtype}.gguf", qtype)
-        llm = LlamaCpp(path, n_ctx=256)
-        chunks = make_chunks(llm.tokenize(text), 256, llm.bos_id, 8)
-        _, eval_s = timed(lambda: [llm.logits(c) for c in chunks])
-        t0 = time.perf_counter()
-        completion = llm.generate("def parse_args(argv):\n", max_tokens=64)
-        gen_s = time.perf_counter() - t0
-        n_gen = len(llm.tokenize(completion, add_bos=False))
-        llm.close()
-        rows.append({"type": qtype, "quantize_s": round(q_s, 2), "prompt_tokens_per_s": round(chunks.size / eval_s),
-                     "generation_tokens_per_s": round(n_gen / gen_s) if n_gen else None,
+        with LlamaCpp(path, n_ctx=256) as llm:
+            speed = throughput(llm, text, max_tokens=64)
+        rows.append({"type": qtype, "quantize_s": round(q_s, 2), **speed,
                      "file_mib": round(Path(path).stat().st_size / 2**20, 2)})
     return {"export_f16_s": round(export_s, 2), "types": rows}
 
@@ -69,7 +75,6 @@ def bench_llama_cpp() -> dict:
     """
     from courseutils.llamacpp import LlamaCpp, LoadMode, get_gguf, load_mode, system_info
     from courseutils.model.corpus import corpus_text
-    from courseutils.numerics.metrics import make_chunks
 
     marker = Path(sys.prefix) / ".llama-cpp-python.json"
     build = json.loads(marker.read_text()) if marker.is_file() else {"note": "not built by tools/build_llama_cpp.py"}
@@ -83,14 +88,7 @@ def bench_llama_cpp() -> dict:
         row = {"type": qtype}
         for use in (True, False):
             with LlamaCpp(path, n_ctx=256, mode=LoadMode(use, "bench")) as llm:
-                chunks = make_chunks(llm.tokenize(text), 256, llm.bos_id, 8)
-                llm.logits(chunks[0])  # warm-up
-                _, eval_s = timed(lambda: [llm.logits(c) for c in chunks])
-                completion, gen_s = timed(llm.generate, "def parse_args(argv):\n", max_tokens=128)
-                n_gen = len(llm.tokenize(completion, add_bos=False))
-            key = "extra_bufts_on" if use else "extra_bufts_off"
-            row[key] = {"prompt_tokens_per_s": round(chunks.size / eval_s),
-                        "generation_tokens_per_s": round(n_gen / gen_s) if n_gen else None}
+                row["extra_bufts_on" if use else "extra_bufts_off"] = throughput(llm, text, 128, warm_up=True)
         rows.append(row)
     mode = load_mode()
     return {"build": build, "system_info": system_info(), "load_mode": mode.name, "load_mode_reason": mode.reason,
