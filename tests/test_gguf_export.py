@@ -1,3 +1,4 @@
+import os
 import numpy as np
 import pytest
 
@@ -217,3 +218,24 @@ def test_explicit_pre_tokenizer_rewrites_a_file_written_with_another(tmp_path):
     assert gguf_pre_tokenizer(path) == "llama-bpe"                 # rewritten, not silently reused
     with pytest.raises(CourseError, match="pre_tokenizer"):
         export_gguf("tinycode", path, dtype="F32", pre_tokenizer="")
+
+
+def test_parity_stamp_lets_a_fresh_process_skip_the_check(tmp_path):
+    """A passed check is stamped beside the file; a new process trusts the stamp (and never
+    imports transformers for it) until the file changes, then checks again."""
+    import json
+    import subprocess
+    import sys
+
+    path = export_gguf("tinycode", tmp_path / "tc.gguf", dtype="F32")
+    n = check_tokenizer_parity(path, "tinycode")
+    stamp = path.with_name(path.name + ".parity.json")
+    assert json.loads(stamp.read_text())["n_tokens"] == n
+    probe = ("import sys; from courseutils.llamacpp import check_tokenizer_parity as c; "
+             f"n = c({str(path)!r}, 'tinycode'); print(n, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(n), "False"], out
+    # the same file rewritten (new mtime): the stamp no longer matches, so the check really runs
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(n), "True"], out

@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import re
 import struct
@@ -356,7 +357,39 @@ def check_tokenizer_parity(path: str | os.PathLike, model: str | os.PathLike, te
     """
     p = check_gguf(path).resolve()
     st = p.stat()
-    return _tokenizer_parity(str(p), st.st_size, st.st_mtime_ns, str(model), text)
+    stamp = p.with_name(p.name + ".parity.json")
+    key = _parity_key(p, model, text)
+    try:
+        remembered = json.loads(stamp.read_text())
+        if remembered.get("key") == key:
+            return int(remembered["n_tokens"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no stamp yet, or an unreadable one: check again
+    n = _tokenizer_parity(str(p), st.st_size, st.st_mtime_ns, str(model), text)
+    try:
+        with atomic_path(stamp, "parity stamp") as tmp:
+            tmp.write_text(json.dumps({"key": key, "n_tokens": n, "model": str(model)}))
+    except OSError:
+        pass  # a read-only cache only means the check runs again next time
+    return n
+
+
+def _parity_key(path: Path, model: str | os.PathLike, text: str) -> str:
+    """What a passed parity check depends on: this file version, the tokenizer's files,
+    the llama.cpp build that tokenizes, and the sample text.
+
+    A stamp with this key beside the GGUF lets a fresh process skip the check (and the
+    seconds-long import of transformers it needs) until one of them changes.
+    """
+    import llama_cpp
+
+    from ..model.loader import resolve_model
+
+    st = path.stat()
+    where = Path(resolve_model(model)[1])
+    tokenizer = model_fingerprint(where) if where.is_dir() else str(model)
+    parts = [str(st.st_size), str(st.st_mtime_ns), tokenizer, llama_cpp.__version__, text]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 @functools.lru_cache(maxsize=64)
