@@ -31,8 +31,8 @@ def test_gptq_model_has_lower_total_layer_loss_than_rtn():
 
 def test_unknown_method_is_a_clear_error():
     model, tokens = tiny_random_llama(1, 8)
-    with pytest.raises(CourseError, match="method='awq'; allowed: rtn, gptq"):
-        quantize_model(model, tokens, "awq")
+    with pytest.raises(CourseError, match="method='smoothquant'; allowed: rtn, gptq, awq"):
+        quantize_model(model, tokens, "smoothquant")
 
 
 @pytest.mark.slow

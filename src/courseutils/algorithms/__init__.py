@@ -5,9 +5,10 @@
 - ``quantizer``: the one weight quantizer (scale/zero per channel or group, clipping search)
   and round-to-nearest (RTN), shared by RTN, GPTQ and AWQ.
 - ``gptq``: GPTQ on a layer's weights and Hessian (lesson 06).
-- ``apply``: quantize every linear layer of a model with RTN or GPTQ, block by block.
+- ``awq``: AWQ's activation-aware scales (grid search of alpha, folding) and clipping search (lesson 07).
+- ``apply``: quantize every linear layer of a model with RTN, GPTQ or AWQ, block by block.
 
-Next here: AWQ, mixed-precision bit allocation.
+Next here: mixed-precision bit allocation.
 
 May import: core, numerics, model, ggml, llamacpp, calib.
 """

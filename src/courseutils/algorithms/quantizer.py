@@ -103,17 +103,25 @@ def quantize_dequantize(w, s, z, spec: QuantSpec):
     return s * (q - z)
 
 
-def fit_params(W, spec: QuantSpec):
+def fit_params(W, spec: QuantSpec, ratio=None):
     """Scale and zero for each row of ``W`` (rows x cols): shapes (rows, 1), (rows, 1).
 
     With ``spec.clip_search`` each row tries the ratios of ``CLIP_GRID`` (range times c) and
     keeps the one with the smallest ``||w - w_hat||^2``; ratio 1 is plain min/max.
+    ``ratio`` (a float in (0, 1], or one per row, shape (rows, 1)) fixes the clipping
+    instead: the range is ``[c * alpha, c * beta]``. AWQ chooses it by output error
+    (:func:`courseutils.algorithms.awq.clip_search`).
     """
     import torch
 
     W = W.float()
     lo = torch.clamp(W.min(dim=1, keepdim=True).values, max=0.0)  # (rows, 1): the range holds 0
     hi = torch.clamp(W.max(dim=1, keepdim=True).values, min=0.0)
+    if ratio is not None:
+        c = torch.as_tensor(ratio, dtype=W.dtype, device=W.device)
+        if not bool(((c > 0) & (c <= 1)).all()):
+            raise CourseError(f"ratio={ratio!r}: clipping ratios must lie in (0, 1]")
+        return _params_for_range(lo * c, hi * c, spec)
     s, z = _params_for_range(lo, hi, spec)
     if not spec.clip_search:
         return s, z
@@ -126,11 +134,13 @@ def fit_params(W, spec: QuantSpec):
     return s, z
 
 
-def rtn_quantize(W, spec: QuantSpec):
+def rtn_quantize(W, spec: QuantSpec, ratio=None):
     """Round-to-nearest: every group of every row quantized on its own (the baseline GPTQ beats).
 
     Args:
         W: weights (d_out, d_in), any float dtype, any device.
+        ratio: optional clipping ratios, one per row and group, shape (d_out, n_groups)
+            (see :func:`fit_params`); ``None`` uses the min/max range (or ``spec.clip_search``).
     Returns:
         ``W_hat``, float32, same shape and device.
     """
@@ -141,7 +151,10 @@ def rtn_quantize(W, spec: QuantSpec):
                           f"with shape {tuple(getattr(W, 'shape', ()))}")
     W = W.float()
     W_hat = torch.empty_like(W)
-    for cols in group_slices(W.shape[1], spec.group_size):
-        s, z = fit_params(W[:, cols], spec)
+    slices = group_slices(W.shape[1], spec.group_size)
+    if ratio is not None and tuple(ratio.shape) != (W.shape[0], len(slices)):
+        raise CourseError(f"ratio has shape {tuple(ratio.shape)}; expected (d_out, n_groups) = {(W.shape[0], len(slices))}")
+    for g, cols in enumerate(slices):
+        s, z = fit_params(W[:, cols], spec, ratio=None if ratio is None else ratio[:, g:g + 1])
         W_hat[:, cols] = quantize_dequantize(W[:, cols], s, z, spec)
     return W_hat
