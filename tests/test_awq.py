@@ -7,7 +7,8 @@ import torch
 from conftest import tiny_random_llama
 from courseutils.algorithms.apply import quantize_model
 from courseutils.algorithms.awq import (LLAMA_SCALE_GROUPS, activation_mean, awq_scales, clip_search, fold_scales,
-                                        keep_channels, salient_channels, scale_groups, scaled_quantize, search_scale)
+                                        keep_channels, salient_channels, scale_groups, scaled_quantize, search_scale,
+                                        capture_calls, run_module)
 from courseutils.algorithms.quantizer import CLIP_GRID, QuantSpec, fit_params, quantize_dequantize, rtn_quantize
 from courseutils.calib.capture import capture_block_inputs, decoder_blocks, run_block
 from courseutils.calib.hooks import linear_layers
@@ -65,31 +66,25 @@ def test_grouped_query_attention_skips_v_to_o():
     assert prevs == ["input_layernorm", "post_attention_layernorm", "mlp.up_proj"]
 
 
-def test_scale_search_returns_the_grid_point_with_the_least_measured_block_error():
+def test_scale_search_returns_the_grid_point_with_the_least_measured_module_error():
     model, tokens = _llama()
     _, block, inputs = next(capture_block_inputs(model, tokens, progress=False))
-    group = LLAMA_SCALE_GROUPS[2]                     # post_attention_layernorm -> gate, up
-    X = []
-    hook = block.mlp.gate_proj.register_forward_hook(lambda m, i, o: X.append(i[0].reshape(-1, 16)))
-    reference = run_block(block, inputs)
-    hook.remove()
-    x_mean = activation_mean(torch.cat(X))
+    group = LLAMA_SCALE_GROUPS[2]                     # post_attention_layernorm -> gate, up; measured on the MLP
+    calls = capture_calls(block, inputs, [group.inspect])[group.inspect]
+    X = torch.cat([args[0].reshape(-1, 16) for args, _ in calls])   # the MLP's input = gate's and up's input
+    reference = run_module(block.mlp, calls)
+    before = run_block(block, inputs)
+    x_mean = activation_mean(X)
     grid = (0.0, 0.25, 0.5, 0.75)
-    result = search_scale(block, inputs, group, x_mean, SPEC, grid)
-    # the block is restored, and each recorded loss is the block's output error at that alpha
-    assert torch.equal(run_block(block, inputs)[0], reference[0])
-    for alpha, loss in zip(grid, result.losses):
+    result = search_scale(block, group, calls, x_mean, SPEC, grid)
+    assert torch.equal(run_block(block, inputs)[0], before[0])      # the block is restored
+    for alpha, loss in zip(grid, result.losses):                       # each loss is eq. 3, measured
         s = awq_scales(x_mean, alpha)
-        originals = {n: block.get_submodule(n).weight.detach().clone() for n in group.linears}
+        W_gate, W_up = (scaled_quantize(block.get_submodule(n).weight, s, SPEC).double() for n in group.linears)
         with torch.no_grad():
-            for n in group.linears:
-                block.get_submodule(n).weight.copy_(scaled_quantize(originals[n], s, SPEC))
-        out = run_block(block, inputs)
-        with torch.no_grad():
-            for n in group.linears:
-                block.get_submodule(n).weight.copy_(originals[n])
-        measured = sum(float(((o - r) ** 2).sum()) for o, r in zip(out, reference)) / sum(r.numel() for r in reference)
-        assert loss == pytest.approx(measured, rel=1e-9)
+            out = block.mlp.down_proj(torch.nn.functional.silu(X @ W_gate.T) * (X @ W_up.T))
+        ref = torch.cat([r.reshape(-1, 16) for r in reference])
+        assert loss == pytest.approx(float(((out - ref) ** 2).mean()), rel=1e-9)
     assert result.alpha == grid[min(range(len(grid)), key=result.losses.__getitem__)]
     assert torch.allclose(result.scales, awq_scales(x_mean, result.alpha))
 

@@ -12,8 +12,8 @@ code calls quantizing inside a block in sub-steps "true sequential", which this 
 ``lm_head`` and the embeddings stay in full precision, as in the GPTQ paper.
 
 AWQ in a block: one full-precision pass collects each layer's inputs (eq. 2's mean |x| and
-H); each scale group's alpha is searched on the block's output (:func:`.awq.search_scale`,
-every group against the unchanged block); the scales are folded; then every layer is
+H) and how the block calls each group's inspected module; each group's alpha is searched
+on that module's output (:func:`.awq.search_scale`, every group against the unchanged block); the scales are folded; then every layer is
 clipped (:func:`.awq.clip_search`, in the scaled basis, where ``H' = H / (s s^T)``) and
 rounded. The reference AWQ code feeds each block full-precision inputs (``mode=
 "independent"``); the default here, as for GPTQ, is ``"sequential"``.
@@ -27,7 +27,7 @@ from ..calib.capture import capture_block_inputs, run_block
 from ..calib.hessian import HessianAccumulator
 from ..calib.hooks import LinearHooks, linear_layers
 from ..core.errors import CourseError
-from .awq import ALPHA_GRID, SKIP_CLIP, clip_search, fold_scales, scale_groups, search_scale
+from .awq import ALPHA_GRID, SKIP_CLIP, capture_calls, clip_search, fold_scales, scale_groups, search_scale
 from .gptq import gptq_quantize, layer_error
 from .quantizer import QuantSpec, rtn_quantize
 
@@ -118,12 +118,13 @@ def _awq_block(block, inputs, spec: QuantSpec, alpha_grid, clip: bool) -> tuple[
         abs_sum[n] = abs_sum[n] + X.float().abs().sum(dim=0)
         count[n] += X.shape[0]
 
+    groups = scale_groups(block)
     with LinearHooks(block, names, on_forward=collect):
-        reference = run_block(block, inputs)
+        calls = capture_calls(block, inputs, [g.inspect for g in groups])
     searches = {}
-    for group in scale_groups(block):  # every search sees the unchanged block
+    for group in groups:  # every search sees the unchanged block
         x_mean = abs_sum[group.linears[0]] / count[group.linears[0]]  # activation_mean of the group's input
-        searches[group.prev] = search_scale(block, inputs, group, x_mean, spec, alpha_grid, reference)
+        searches[group.prev] = search_scale(block, group, calls[group.inspect], x_mean, spec, alpha_grid)
     scale_of = {}
     for result in searches.values():
         fold_scales(block, result.group, result.scales)

@@ -17,10 +17,10 @@ AWQ (Lin et al., 2024) takes the scales from the activations alone,
 
 normalised so that ``sqrt(max(s) min(s)) = 1``, and chooses alpha for each group of linear
 layers that share one input (q/k/v after the attention norm, gate/up after the MLP norm,
-o after v, down after up) by measuring the decoder block's output error with only that
-group quantized,
+o after v, down after up) by measuring the output error of the smallest module that holds
+the group (attention, MLP, or the layer itself), with only that group quantized:
 
-    L(alpha) = mean || B(X; Q(W diag(s)) diag(s)^-1) - B(X; W) ||^2                (eq. 3)
+    L(alpha) = mean || M(X; Q(W diag(s)) diag(s)^-1) - M(X; W) ||^2                (eq. 3)
 
 The chosen scales fold into the operation that produces the input (an RMSNorm's weight,
 or the previous linear layer's rows: divided by s) and into the layers (columns multiplied
@@ -44,9 +44,9 @@ from ..calib.capture import run_block
 from ..core.errors import CourseError
 from .quantizer import CLIP_GRID, QuantSpec, fit_params, group_slices, quantize_dequantize, rtn_quantize
 
-__all__ = ["ALPHA_GRID", "ScaleGroup", "LLAMA_SCALE_GROUPS", "ScaleSearch", "scale_groups", "activation_mean",
-           "awq_scales", "scaled_quantize", "search_scale", "fold_scales", "clip_search", "salient_channels",
-           "keep_channels", "SKIP_CLIP"]
+__all__ = ["ALPHA_GRID", "SKIP_CLIP", "ScaleGroup", "LLAMA_SCALE_GROUPS", "ScaleSearch", "scale_groups",
+           "activation_mean", "awq_scales", "scaled_quantize", "capture_calls", "run_module", "search_scale",
+           "fold_scales", "clip_search", "salient_channels", "keep_channels"]
 
 ALPHA_GRID = tuple(i / 20 for i in range(20))  # 0, 0.05, ..., 0.95: the reference code's grid
 SKIP_CLIP = ("q_proj", "k_proj")                # no clipping search for these (see eq. 4)
@@ -54,21 +54,23 @@ SKIP_CLIP = ("q_proj", "k_proj")                # no clipping search for these (
 
 @dataclass(frozen=True)
 class ScaleGroup:
-    """Linear layers that read the same input, and the module that produces it.
+    """Linear layers that read the same input, the module that produces it, and where to look.
 
     ``prev`` is an RMSNorm (its weight is divided by s) or a linear layer (its output rows
-    are divided by s); ``linears`` get their input columns multiplied by s.
+    are divided by s); ``linears`` get their input columns multiplied by s; eq. 3 measures
+    the output of ``inspect``, the smallest module that holds them (as the reference code).
     """
 
     prev: str
     linears: tuple[str, ...]
+    inspect: str
 
 
 LLAMA_SCALE_GROUPS = (
-    ScaleGroup("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-    ScaleGroup("self_attn.v_proj", ("self_attn.o_proj",)),
-    ScaleGroup("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
-    ScaleGroup("mlp.up_proj", ("mlp.down_proj",)),
+    ScaleGroup("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), "self_attn"),
+    ScaleGroup("self_attn.v_proj", ("self_attn.o_proj",), "self_attn.o_proj"),
+    ScaleGroup("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"), "mlp"),
+    ScaleGroup("mlp.up_proj", ("mlp.down_proj",), "mlp.down_proj"),
 )
 
 
@@ -143,27 +145,57 @@ class ScaleSearch:
 
 
 def _output_error(outputs, reference) -> float:
-    """Mean squared difference between two lists of block outputs (eq. 3)."""
+    """Mean squared difference between two lists of module outputs (eq. 3)."""
     total = sum(float(((o.float() - r.float()) ** 2).sum()) for o, r in zip(outputs, reference))
     return total / sum(r.numel() for r in reference)
 
 
-def search_scale(block, inputs, group: ScaleGroup, x_mean, spec: QuantSpec, grid=ALPHA_GRID,
+def capture_calls(block, inputs, names) -> dict:
+    """``{name: [(args, kwargs), ...]}``: how the block calls each submodule, one entry per batch.
+
+    One full-precision run of the block; the calls can then be replayed on the submodule
+    alone (:func:`run_module`), which keeps eq. 3's search cheap.
+    """
+    calls = {n: [] for n in names}
+    handles = [block.get_submodule(n).register_forward_pre_hook(
+        lambda module, args, kwargs, n=n: calls[n].append((args, kwargs)), with_kwargs=True) for n in names]
+    try:
+        run_block(block, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def run_module(module, calls) -> list:
+    """The module's outputs for each captured call (the first element when it returns a tuple)."""
+    import torch
+
+    outputs = []
+    with torch.no_grad():
+        for args, kwargs in calls:
+            out = module(*args, **kwargs)
+            outputs.append(out[0] if isinstance(out, tuple) else out)
+    return outputs
+
+
+def search_scale(block, group: ScaleGroup, calls, x_mean, spec: QuantSpec, grid=ALPHA_GRID,
                  reference=None) -> ScaleSearch:
-    """Grid search of eq. 3 for one group: quantize only its layers at ``s(alpha)``, run the block.
+    """Grid search of eq. 3 for one group: quantize only its layers at ``s(alpha)``, rerun ``group.inspect``.
 
     Args:
         block: a decoder block (its weights are restored before returning).
-        inputs: :class:`courseutils.calib.capture.BlockInputs` of the block.
+        calls: the captured calls of ``group.inspect`` (:func:`capture_calls`).
         x_mean: eq. 2's statistic of the group's input, (d_in,).
-        reference: the block's full-precision outputs on ``inputs`` (computed when None).
+        reference: the module's full-precision outputs on ``calls`` (computed when None).
     """
     import torch
 
     grid = tuple(float(a) for a in grid)
     if not grid:
         raise CourseError("grid is empty: give at least one alpha")
-    reference = run_block(block, inputs) if reference is None else reference
+    module = block.get_submodule(group.inspect)
+    reference = run_module(module, calls) if reference is None else reference
     linears = [block.get_submodule(n) for n in group.linears]
     originals = [lin.weight.detach().clone() for lin in linears]
     losses = []
@@ -173,7 +205,7 @@ def search_scale(block, inputs, group: ScaleGroup, x_mean, spec: QuantSpec, grid
             with torch.no_grad():
                 for lin, W in zip(linears, originals):
                     lin.weight.copy_(scaled_quantize(W, s, spec).to(lin.weight.dtype))
-            losses.append(_output_error(run_block(block, inputs), reference))
+            losses.append(_output_error(run_module(module, calls), reference))
     finally:
         with torch.no_grad():
             for lin, W in zip(linears, originals):
