@@ -15,7 +15,6 @@ running anything (:func:`key_in_sync`).
 from __future__ import annotations
 
 import ast
-import copy
 import hashlib
 import json
 import math
@@ -31,6 +30,7 @@ from nbgrader.utils import is_grade, is_solution
 from ..core.errors import CourseError
 from ..core.io import atomic_path
 from . import quiz as quizmod
+from .givens import with_source_givens
 from .nbgrader_plugins import nbgrader_env
 
 __all__ = ["Question", "course_root", "quiz_ids", "parse_quiz", "source_digest", "execute_solutions",
@@ -224,7 +224,8 @@ def execute_solutions(quiz: str, root: str | os.PathLike | None = None,
                       timeout: int = 120) -> tuple[list[Question], dict[str, Any], Any]:
     """Run the instructor notebook top to bottom in a fresh kernel.
 
-    Returns (questions, answers, executed notebook); ``answers[qid]`` is the value of the
+    Hidden tests marked ``# @givens`` run with the source's givens, as the self-study release
+    writes them. Returns (questions, answers, executed notebook); ``answers[qid]`` is the value of the
     answer variable (``None`` for function questions). Raises :class:`CourseError` when a
     cell fails or a test cell writes to stderr (nbgrader would score it 0).
     """
@@ -235,7 +236,7 @@ def execute_solutions(quiz: str, root: str | os.PathLike | None = None,
     path = _source_path(quiz, root)
     nb = _read(path)
     questions = parse_quiz(nb, quiz)
-    run = copy.deepcopy(nb)
+    run = with_source_givens(nb)        # hidden tests marked `# @givens` get the givens cell's values
     run.cells.append(nbformat.v4.new_code_cell(_dump_cell(questions)))
     client = NotebookClient(run, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
