@@ -94,7 +94,7 @@ quiz-keys: install  ## regenerate the instant-feedback keys and the student copi
 
 release: install  ## student versions in quizzes/release (EXAM=1 SECRET_FILE=f [ROSTER=f]: exam variants)
 ifeq ($(EXAM),1)
-	$(PY) -m courseutils.grading release --quiz $(QUIZ) --exam --secret-file "$(SECRET_FILE)" $(if $(ROSTER),--roster "$(ROSTER)")
+	$(PY) -m courseutils.grading release --quiz $(QUIZ) --exam --secret-file $(SECRET_FILE) $(if $(ROSTER),--roster $(ROSTER))
 else
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
 endif

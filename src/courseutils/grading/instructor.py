@@ -16,7 +16,8 @@ directory; ``--root`` points elsewhere). The command line (every command has ``-
 
 Parsing quiz notebooks and building the instant-feedback keys live in
 :mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
-:mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Autograding executes
+:mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Exam variants are
+built by :mod:`courseutils.grading.exam` and released by :func:`release_exam`. Autograding executes
 student code: run it under a separate account or in a container (docs/INSTRUCTORS.md).
 """
 from __future__ import annotations
