@@ -207,9 +207,11 @@ def test_exam_release_and_autograde(quiz_id, tmp_path, capsys):
     secret_file, roster = tmp_path / "secrets", tmp_path / "roster"
     secret_file.write_text(f"{SECRETS[5]}\n{SECRETS[6]}\n")
     roster.write_text("ada\nbob\ncyd\n")
-    released = grading.release_exam(secret_file, quiz_id, root, roster)[quiz_id]
+    assert grading.main(["release", "--root", str(root), "--quiz", quiz_id, "--exam", "--secret-file",
+                         str(secret_file), "--roster", str(roster)]) == 0                 # the command line
     names = [f"{quiz_id}_exam_1", f"{quiz_id}_exam_2"]
-    assert [p.parent.name for p in released] == names
+    released = [root / "release" / name / f"{name}.ipynb" for name in names]
+    assert all(p.is_file() for p in released) and SECRETS[5] not in capsys.readouterr().out
     assert grading.quiz_ids(root) == [quiz_id] and grading.quiz_ids(root, exams=True) == [quiz_id] + names
     rows = list(csv.DictReader((root / "exam_variants.csv").open(encoding="utf-8")))
     assert [(r["student"], r["assignment"]) for r in rows] == [("ada", names[0]), ("bob", names[1]), ("cyd", names[0])]
@@ -249,9 +251,19 @@ def test_exam_release_and_autograde(quiz_id, tmp_path, capsys):
         with capsys.disabled():
             print(f"\n{name}: solution {sum(per['solution'].values()):g}/15; reassigning the self-study givens "
                   f"scores {sum(per['reassign'].values()):g}/15 (0 on {', '.join(zero)})")
+    # grades and item statistics treat each variant as an assignment, with its own right letters
+    assert grading.main(["grades", "--root", str(root), "--out", str(root / "grades.csv")]) == 0
+    stats = list(csv.DictReader((root / "item_stats.csv").open(encoding="utf-8")))
+    assert {r["quiz"] for r in stats} == set(names)
+    for name in names:
+        variant = nbformat.read(str(root / "source" / name / f"{name}.ipynb"), as_version=4)
+        letters = {q.qid: re.search(r'"([a-z])"', q.hidden_test).group(1)
+                   for q in parse_quiz(variant, name) if q.kind == "choice"}
+        assert {r["question"]: r["correct_option"] for r in stats if r["quiz"] == name and r["correct_option"]} == letters
     # the same secret file releases the same variants again, even with submissions present
+    before = [p.read_text(encoding="utf-8") for p in released]
     again = grading.release_exam(secret_file, quiz_id, root)[quiz_id]
-    assert [p.read_text(encoding="utf-8") for p in again] == [p.read_text(encoding="utf-8") for p in released]
+    assert again == released and [p.read_text(encoding="utf-8") for p in again] == before
     secret_file.write_text(f"{SECRETS[7]}\n")
     with pytest.raises(CourseError, match="already has"):
         grading.release_exam(secret_file, quiz_id, root)
