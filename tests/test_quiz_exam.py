@@ -6,9 +6,7 @@ them in this process; the slow test releases variants of real quizzes with
 """
 from __future__ import annotations
 
-import copy
 import csv
-import json
 import re
 import shutil
 import statistics

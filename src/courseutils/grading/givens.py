@@ -6,9 +6,10 @@ read-only: ``locked: true``, neither solution nor grade) that only assigns liter
     n_params = 70e9      # weights of the model
     bpw = 4.83           # bits per weight of the mix
 
-and its ``"quiz"`` metadata may say how an exam draws new values:
+and its ``"quiz"`` metadata says how an exam draws new values:
 ``{"kind": "givens", "draw": {"bpw": [4.5, 5.5, 0.01]}}`` (low, high, step: the value is
-``low + k * step`` for a ``k`` drawn from the secret).
+``low + k * step`` for a ``k`` drawn from the secret; lists, ``"distinct"`` lists and one
+little-endian field of a hex string are drawn too, see :func:`draw_givens`).
 
 Every hidden test that depends on a given starts its hidden region with the marker line
 ``# @givens``. At release (:class:`courseutils.grading.nbgrader_plugins.InstantiateGivens`)
@@ -18,7 +19,11 @@ recomputes the expected answer from ``_givens["bpw"]``, never from the notebook'
 A student who reassigns a given in an answer cell changes nothing the grader uses.
 
 Without a secret (self-study release) the givens stay as written in the source and the
-release behaves as before; a quiz without a givens cell is released unchanged.
+release behaves as before; a quiz without a givens cell is released unchanged. The keys and
+the audit execute the source with its own givens (:func:`with_source_givens`). Exam
+variants (:mod:`courseutils.grading.exam`) draw one set of givens per secret
+(:func:`read_secrets`: one per line of a file) and rewrite the givens cell
+(:func:`rewrite_givens`), which the release then copies into the hidden tests.
 """
 from __future__ import annotations
 
