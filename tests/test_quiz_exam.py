@@ -265,3 +265,31 @@ def test_exam_release_and_autograde(quiz_id, tmp_path, capsys):
     secret_file.write_text(f"{SECRETS[7]}\n")
     with pytest.raises(CourseError, match="already has"):
         grading.release_exam(secret_file, quiz_id, root)
+
+
+# Number questions whose answer may legitimately be 0 in some variant (a rank correlation of 0).
+MAY_BE_ZERO = {("04_taylor_sensitivity", "q06")}
+
+
+@pytest.mark.parametrize("quiz_id", QUIZZES)
+def test_draw_ranges_keep_the_computations_sensible(quiz_id):
+    """Over 40 secrets: every number answer is finite, at least 2 tolerances away from 0 (so the tolerance
+    still tells right from wrong), and the answers vary (the exam changes them)."""
+    import math
+
+    nb = _source(quiz_id)
+    questions = [q for q in parse_quiz(nb, quiz_id) if q.kind == "number"]
+    setup = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")
+    seen = {q.qid: set() for q in questions}
+    for i in range(40):
+        v = exam.build_variant(nb, quiz_id, f"sensible secret {i}", 1)
+        namespace = {"__name__": "sensible"}
+        exec(compile(audit._strip_markers(setup.source), "<setup>", "exec"), namespace)
+        exec(compile(givens.givens_cell(v.notebook).source, "<givens>", "exec"), namespace)
+        for q in questions:
+            exec(compile(audit._strip_markers(nb.cells[q.answer_cell].source), f"<{q.qid}>", "exec"), namespace)
+            value, tol = float(namespace[q.variable]), q.meta["tol"]
+            assert math.isfinite(value), (q.qid, v.givens)
+            assert abs(value) >= 2 * tol or (quiz_id, q.qid) in MAY_BE_ZERO, (q.qid, value, v.givens)
+            seen[q.qid].add(round(value / tol))
+    assert all(len(s) >= 3 for s in seen.values()), {k: len(s) for k, s in seen.items()}
