@@ -180,7 +180,12 @@ def rewrite_givens(source: str, values: Mapping[str, Any]) -> str:
         old = line[start:end].decode("utf-8")
         value = values[name]
         text = f"0x{value:02X}" if isinstance(value, int) and old.lower().startswith("0x") else repr(value)
-        lines[row] = (line[:start] + text.encode("utf-8") + line[end:]).decode("utf-8")
+        rest = line[end:].decode("utf-8")
+        if rest.lstrip().startswith("#"):        # keep the comment in its column (at least two spaces away)
+            column = len(line[:end].decode("utf-8")) + len(rest) - len(rest.lstrip())
+            width = len(line[:start].decode("utf-8")) + len(text)
+            rest = " " * max(2, column - width) + rest.lstrip()
+        lines[row] = line[:start].decode("utf-8") + text + rest
     return "\n".join(lines)
 
 
