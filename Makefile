@@ -92,8 +92,12 @@ quiz-keys: install  ## regenerate the instant-feedback keys and the student copi
 	$(PY) -m courseutils.grading keys
 	$(PY) -m courseutils.grading students
 
-release: install  ## generate student versions of the quizzes in quizzes/release
+release: install  ## student versions in quizzes/release (EXAM=1 SECRET_FILE=f [ROSTER=f]: exam variants)
+ifeq ($(EXAM),1)
+	$(PY) -m courseutils.grading release --quiz $(QUIZ) --exam --secret-file $(SECRET_FILE) $(if $(ROSTER),--roster $(ROSTER))
+else
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
+endif
 
 autograde: install  ## grade everything in quizzes/submitted
 	$(PY) -m courseutils.grading autograde --quiz $(QUIZ)

@@ -105,3 +105,51 @@ def test_parse_quiz_names_the_broken_cell():
     nb.cells[q.check_cell].source = f'check("{QUIZZES[0]}", "q02", answer_q01)'
     with pytest.raises(CourseError, match="q02"):
         grading.parse_quiz(nb, QUIZZES[0])
+
+
+@pytest.mark.parametrize("quiz", QUIZZES)
+def test_givens_cell_follows_the_setup_cell(quiz):
+    """One locked givens cell right after setup; its draw names only what it assigns, each range holds its value
+    (quizzes/README.md, "The givens cell")."""
+    from courseutils.grading import givens
+
+    nb = _read(quiz)
+    cells = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "givens"]
+    setup = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"]
+    assert len(cells) == 1 and cells[0] == setup[0] + 1, "one givens cell, right after the setup cell"
+    cell = nb.cells[cells[0]]
+    nbg = cell.metadata["nbgrader"]
+    assert nbg["locked"] and not nbg["grade"] and not nbg["solution"] and cell.cell_type == "code"
+    values = givens.parse_givens(cell.source, f"{quiz} givens")
+    meta = cell.metadata.get("quiz", {})
+    assert meta.get("kind") == "givens" and meta.get("draw"), "the givens cell says how an exam draws them"
+    assert set(meta["draw"]) <= set(values)
+    drawn = givens.draw_givens(values, meta["draw"], "layout test secret", quiz)
+    assert set(drawn) == set(values)
+
+
+@pytest.mark.parametrize("quiz", QUIZZES)
+def test_number_questions_read_the_givens(quiz):
+    """Every number question: the hidden test starts with '# @givens', uses _givens and no given by its bare name
+    (a student may reassign those), the solution and the prompt use the givens it reads."""
+    import ast
+
+    from courseutils.grading import givens
+
+    nb = _read(quiz)
+    names = set(givens.parse_givens(givens.givens_cell(nb).source))
+    for q in grading.parse_quiz(nb, quiz):
+        if q.kind != "number":
+            assert givens.MARKER not in q.hidden_test or "_givens[" in q.hidden_test
+            continue
+        assert q.hidden_test.strip().startswith(givens.MARKER), f"{q.qid}: the hidden test must start with {givens.MARKER}"
+        used = set(re.findall(r"_givens\[\s*['\"](\w+)['\"]\s*\]", q.hidden_test))
+        used |= {n for n in names if re.search(rf"\(\s*['\"]{n}['\"]", q.hidden_test)}   # names looked up in a loop
+        assert used and used <= names, f"{q.qid}: the hidden test reads no given"
+        bare = {n.id for n in ast.walk(ast.parse(q.hidden_test)) if isinstance(n, ast.Name)} & names
+        assert not bare, f"{q.qid}: the hidden test reads {sorted(bare)} from the notebook, not from _givens"
+        solution = nb.cells[q.answer_cell].source
+        prompt = nb.cells[q.answer_cell - 1].source
+        for name in used:
+            assert re.search(rf"\b{name}\b", solution), f"{q.qid}: the solution does not use the given {name}"
+            assert f"`{name}`" in prompt, f"{q.qid}: the prompt does not name the given `{name}`"

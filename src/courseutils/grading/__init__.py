@@ -5,6 +5,7 @@
 - ``quiz_keys``: parsing quiz notebooks and writing their hashed keys.
 - ``nbgrader_plugins``: the preprocessors ``quizzes/nbgrader_config.py`` names.
 - ``givens``: exam-mode givens: the locked givens cell, its copy in the hidden tests, draws from a secret.
+- ``exam``: exam variants: givens drawn from a secret, options shuffled, no check cells, no key.
 - ``audit``: the checks that keep quizzes honest (option balance, repeats, leaks, answer types).
 - ``item_stats``: per-question statistics of a class's autograded submissions.
 - ``instructor``: release, collect, autograde, feedback, grades; ``python -m courseutils.grading``.

@@ -6,6 +6,8 @@ directory; ``--root`` points elsewhere). The command line (every command has ``-
 
     python -m courseutils.grading keys      [--quiz all|NN_slug] [--check]   # make quiz-keys
     python -m courseutils.grading release   [--quiz all|NN_slug]             # make release
+    python -m courseutils.grading release   --exam --secret-file FILE [--roster FILE] [--quiz ...]
+                                                                   # make release EXAM=1 SECRET_FILE=...
     python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
     python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
@@ -14,7 +16,8 @@ directory; ``--root`` points elsewhere). The command line (every command has ``-
 
 Parsing quiz notebooks and building the instant-feedback keys live in
 :mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
-:mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Autograding executes
+:mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Exam variants are
+built by :mod:`courseutils.grading.exam` and released by :func:`release_exam`. Autograding executes
 student code: run it under a separate account or in a container (docs/INSTRUCTORS.md).
 """
 from __future__ import annotations
@@ -35,14 +38,17 @@ from nbgrader.utils import is_solution
 
 from ..core.errors import CourseError
 from ..core.io import atomic_path
-from . import audit as quiz_audit, item_stats
+from . import audit as quiz_audit, exam as quiz_exam, item_stats
+from .givens import read_secrets
 from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
-                        execute_solutions, key_in_sync, parse_quiz, quiz_ids, source_digest, write_key)
+                        execute_solutions, is_exam_variant, key_in_sync, parse_quiz, quiz_ids, source_digest,
+                        write_key)
 
 __all__ = [
     "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
-    "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "student_copies", "collect", "autograde",
+    "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "release_exam", "read_roster",
+    "student_copies", "collect", "autograde",
     "feedback", "export_grades", "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
     "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "main",
 ]
@@ -96,10 +102,81 @@ def release(quiz: str = "all", root: str | os.PathLike | None = None,
     root = course_root(root)
     api = _api(root, secret_file=secret_file)
     out = []
-    for q in _select(quiz, root):
+    for q in _select(quiz, root):  # "all": the self-study quizzes; a named exam variant is accepted too
         with nbgrader_env():
             _result(api.generate_assignment(q, force=True, create=True), f"release of {q}")
         out.append(root / "release" / q / f"{q}.ipynb")
+    return out
+
+
+def read_roster(path: str | os.PathLike) -> list[str]:
+    """Student ids, one per line (blank lines and ``#`` comments skipped), each a valid id, no repeats."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CourseError(f"roster={str(path)!r} cannot be read ({exc})") from exc
+    students = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    bad = [s for s in students if not STUDENT_ID.fullmatch(s)]
+    if bad:
+        raise CourseError(f"roster={str(path)!r}: ids {bad[:5]} are not valid; use letters, digits, '_', '-' or '.'")
+    if len(set(students)) != len(students):
+        raise CourseError(f"roster={str(path)!r} lists a student twice")
+    if not students:
+        raise CourseError(f"roster={str(path)!r} lists no student")
+    return students
+
+
+def _write_if_new(path: Path, text: str, what: str) -> None:
+    """Write ``text`` to ``path`` atomically; refuse to change an existing file with other content."""
+    if path.exists() and path.read_text(encoding="utf-8") != text:
+        raise CourseError(f"{path} exists with other content ({what}); students may already rely on it. "
+                          f"Move it away first if you really mean to replace it")
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def release_exam(secret_file: str | os.PathLike, quiz: str = "all", root: str | os.PathLike | None = None,
+                 roster: str | os.PathLike | None = None) -> dict[str, list[Path]]:
+    """Release exam variants: one nbgrader assignment ``NN_slug_exam_K`` per secret and quiz.
+
+    ``secret_file`` holds one secret per line (see :func:`courseutils.grading.givens.read_secrets`);
+    the K-th secret gives variant K (:func:`courseutils.grading.exam.build_variant`: givens
+    drawn from the secret, options shuffled, no check cells, no key). Each variant's
+    instructor version is written to ``source/NN_slug_exam_K/`` (git-ignored), then released
+    like any quiz to ``release/NN_slug_exam_K/``. Rewriting a variant that already has
+    submissions with other content is refused (a changed secret file would change the exam).
+
+    ``roster`` (one student id per line): also write ``exam_variants.csv`` (student, quiz,
+    variant, assignment), student number ``i`` (0-based, in roster order) getting variant
+    ``i mod K + 1``, so the variants are shared out evenly and the mapping is reproducible.
+    Returns ``{quiz: [released notebook of variant 1, 2, ...]}``.
+    """
+    root = course_root(root)
+    secrets = read_secrets(str(secret_file))
+    students = read_roster(roster) if roster is not None else None
+    quizzes = [q for q in _select(quiz, root) if not is_exam_variant(q)]
+    out: dict[str, list[Path]] = {}
+    for q in quizzes:
+        source = _read(_source_path(q, root))
+        out[q] = []
+        for k, secret in enumerate(secrets, 1):
+            variant = quiz_exam.build_variant(source, q, secret, k)
+            path = _source_path(variant.assignment, root)
+            text = nbformat.writes(variant.notebook)
+            submitted = list((root / "submitted").glob(f"*/{variant.assignment}")) if (root / "submitted").is_dir() else []
+            if path.exists() and path.read_text(encoding="utf-8") != text and submitted:
+                raise CourseError(f"{variant.assignment} already has {len(submitted)} submission(s) and this secret "
+                                  f"file gives it other content; use the secret file the exam was released with")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+            out[q] += release(variant.assignment, root)
+    if students is not None:
+        rows = ["student,quiz,variant,assignment"]
+        for i, student in enumerate(students):
+            k = i % len(secrets) + 1
+            rows += [f"{student},{q},{k},{quiz_exam.variant_id(q, k)}" for q in quizzes]
+        _write_if_new(root / "exam_variants.csv", "\n".join(rows) + "\n", "the students' exam variants")
     return out
 
 
@@ -124,7 +201,7 @@ def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "course"
         shutil.copytree(root, work, ignore=shutil.ignore_patterns("release", "submitted", "autograded", "feedback",
-                                                                  "student", "gradebook.db", "*.csv"))
+                                                                  "student", "gradebook.db", "*.csv", "*_exam_*"))
         for released in release(quiz, work):
             target = out_dir / released.parent.name / released.name
             target.parent.mkdir(exist_ok=True)
@@ -141,7 +218,7 @@ def collect(quiz: str, student: str, notebook: str | os.PathLike,
     Refuses to overwrite an existing submission: move or delete it yourself first.
     """
     root = course_root(root)
-    _select(quiz, root)
+    _select(quiz, root, exams=True)
     if not STUDENT_ID.fullmatch(student or ""):
         raise CourseError(f"student={student!r}: use letters, digits, '_', '-' or '.'")
     src = Path(notebook)
@@ -223,7 +300,7 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
     root = course_root(root)
     api = _api(root, timeout=timeout, total_timeout=total_timeout)
     report: dict[str, dict] = {}
-    for q in _select(quiz, root):
+    for q in _select(quiz, root, exams=True):
         submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"{student}/{q}")
                            if p.is_dir()) if (root / "submitted").is_dir() else []
         if not submitted:
@@ -245,7 +322,7 @@ def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: 
     root = course_root(root)
     api = _api(root)
     out: list[Path] = []
-    for q in _select(quiz, root):
+    for q in _select(quiz, root, exams=True):
         if not list((root / "autograded").glob(f"{student}/{q}")):
             continue
         with nbgrader_env():
@@ -275,7 +352,7 @@ def export_item_stats(root: str | os.PathLike | None = None, out: str | os.PathL
     """
     root = course_root(root)
     stats = []
-    for q in quiz_ids(root):
+    for q in quiz_ids(root, exams=True):
         per_question = question_scores(q, root)
         if per_question:
             stats += item_stats.quiz_item_stats(q, per_question, root)
@@ -340,8 +417,18 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", parents=[common, any_quiz], help="regenerate the instant-feedback keys (make quiz-keys)",
                        description="Execute each instructor notebook and write src/courseutils/data/quiz_keys/<quiz>.json.")
     k.add_argument("--check", action="store_true", help="only report keys that are out of date; exit 1 if any")
-    sub.add_parser("release", parents=[common, any_quiz], help="write student versions to quizzes/release/",
-                   description="nbgrader generate_assignment: solutions and hidden tests removed.")
+    r = sub.add_parser("release", parents=[common, any_quiz], help="write student versions to quizzes/release/",
+                       description="nbgrader generate_assignment: solutions and hidden tests removed. With --exam, "
+                                   "one variant per secret of --secret-file (givens drawn from the secret, options "
+                                   "shuffled, no check cells, no keys), each released as assignment NN_slug_exam_K.")
+    r.add_argument("--exam", action="store_true",
+                   help="release exam variants instead of the self-study quizzes (needs --secret-file)")
+    r.add_argument("--secret-file", default=None,
+                   help="file with one exam secret per line (8+ characters each); secret K gives variant K. "
+                        "Secrets are never taken on the command line, where ps and shell history show them")
+    r.add_argument("--roster", default=None,
+                   help="file with one student id per line: also write <root>/exam_variants.csv, "
+                        "student i (0-based) -> variant i mod K + 1")
     sub.add_parser("students", parents=[common, any_quiz], help="write answer-free copies to quizzes/student/ (committed)",
                    description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
     c = sub.add_parser("collect", parents=[common], help="copy one student's notebook into quizzes/submitted/",
@@ -394,6 +481,15 @@ def _run(args: argparse.Namespace) -> int:
             print("keys out of date: " + ", ".join(stale) + " (run `make quiz-keys`)" if stale else "all keys in sync")
         return 1 if stale else 0
     if args.cmd == "release":
+        if args.exam or args.secret_file or args.roster:
+            if not (args.exam and args.secret_file):
+                raise CourseError("an exam release needs both --exam and --secret-file FILE")
+            for q, paths in release_exam(args.secret_file, args.quiz, root, args.roster).items():
+                for path in paths:
+                    print(f"released {path} (exam variant of {q}; no key, no check cells)")
+            if args.roster:
+                print(f"wrote {root / 'exam_variants.csv'}")
+            return 0
         for path in release(args.quiz, root):
             print(f"released {path}")
         return 0

@@ -28,7 +28,7 @@ from nbgrader.utils import is_grade, is_solution
 from traitlets import Integer, Unicode
 
 from ..core.errors import CourseError
-from .givens import GIVENS_ID, MARKER, draw_givens, givens_source, inject_givens, parse_givens, read_secret
+from .givens import GIVENS_ID, MARKER, draw_givens, inject_givens, parse_givens, read_secret, rewrite_givens
 
 __all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "nbgrader_env"]
 
@@ -130,7 +130,7 @@ class InstantiateGivens(NbGraderPreprocessor):
         if self.secret_file:
             draw = cell.metadata.get("quiz", {}).get("draw", {})
             values = draw_givens(values, draw, read_secret(self.secret_file), quiz)
-            cell.source = givens_source(values)
+            cell.source = rewrite_givens(cell.source, values)
         for c in marked:
             c.source = inject_givens(c.source, values)
         return nb, resources

@@ -240,14 +240,18 @@ def check(quiz: str, qid: str, answer: Any, *, echo: Callable[[str], Any] = prin
     """Print one line: ``✓ q03: correct`` or ``✗ q03: ... hint: ...``.
 
     Returns nothing, so the notebook shows only the line. Silent (one line saying so)
-    when feedback is off and while nbgrader grades the notebook (``NBGRADER_EXECUTION``
-    set), so the grader neither runs student functions twice nor depends on the keys.
+    when feedback is off, while nbgrader grades the notebook (``NBGRADER_EXECUTION``
+    set), so the grader neither runs student functions twice nor depends on the keys, and
+    for a quiz without a key file (an exam variant ships none).
     """
     if os.environ.get("NBGRADER_EXECUTION"):
         echo(f"{qid}: instant feedback is skipped while nbgrader grades")
         return
     if not feedback_enabled():
         echo(f"{qid}: instant feedback is disabled ({FEEDBACK_ENV}=off)")
+        return
+    if not isinstance(quiz, str) or "/" in quiz or not (keys_dir() / f"{quiz}.json").is_file():
+        echo(f"{qid}: no instant feedback for quiz {quiz!r} (an exam variant ships no key)")
         return
     question = _question(quiz, qid)
     ok, message = judge(question, answer)

@@ -15,7 +15,6 @@ running anything (:func:`key_in_sync`).
 from __future__ import annotations
 
 import ast
-import copy
 import hashlib
 import json
 import math
@@ -31,9 +30,10 @@ from nbgrader.utils import is_grade, is_solution
 from ..core.errors import CourseError
 from ..core.io import atomic_path
 from . import quiz as quizmod
+from .givens import with_source_givens
 from .nbgrader_plugins import nbgrader_env
 
-__all__ = ["Question", "course_root", "quiz_ids", "parse_quiz", "source_digest", "execute_solutions",
+__all__ = ["Question", "course_root", "quiz_ids", "is_exam_variant", "EXAM_VARIANT", "parse_quiz", "source_digest", "execute_solutions",
            "build_key", "write_key", "key_in_sync", "KEY_FORMAT"]
 
 KEY_FORMAT = 1
@@ -58,16 +58,32 @@ def course_root(root: str | os.PathLike | None = None) -> Path:
     raise CourseError(f"no nbgrader course root found (tried {[str(p) for p in candidates]}); pass --root")
 
 
-def quiz_ids(root: str | os.PathLike | None = None) -> list[str]:
-    """Quizzes under ``source/``: folders ``NN_slug`` holding ``NN_slug.ipynb``."""
+EXAM_VARIANT = re.compile(r"^(?P<quiz>\d\d_\w+?)_exam_(?P<k>\d+)$")
+
+
+def is_exam_variant(quiz: str) -> bool:
+    """Whether ``quiz`` names an exam variant (``NN_slug_exam_K``, written by ``release --exam``)."""
+    return EXAM_VARIANT.match(quiz) is not None
+
+
+def quiz_ids(root: str | os.PathLike | None = None, exams: bool = False) -> list[str]:
+    """Quizzes under ``source/``: folders ``NN_slug`` holding ``NN_slug.ipynb``.
+
+    Exam variants (``NN_slug_exam_K``, generated and git-ignored) only with ``exams=True``.
+    """
     source = course_root(root) / "source"
-    return sorted(p.name for p in source.glob("[0-9][0-9]_*") if (p / f"{p.name}.ipynb").is_file())
+    found = sorted(p.name for p in source.glob("[0-9][0-9]_*") if (p / f"{p.name}.ipynb").is_file())
+    return [q for q in found if exams or not is_exam_variant(q)]
 
 
-def _select(quiz: str, root: Path) -> list[str]:
-    known = quiz_ids(root)
+def _select(quiz: str, root: Path, exams: bool = False) -> list[str]:
+    """``quiz`` checked against ``source/``; ``"all"``: every quiz (and, with ``exams``, every exam variant).
+
+    A named exam variant is always accepted when its source exists.
+    """
     if quiz == "all":
-        return known
+        return quiz_ids(root, exams)
+    known = quiz_ids(root, exams=True)
     if quiz not in known:
         raise CourseError(f"quiz={quiz!r} is not under {root / 'source'}; allowed: 'all' or one of {known}")
     return [quiz]
@@ -145,8 +161,10 @@ def _check_meta(meta: Any, where: str) -> None:
 def parse_quiz(nb, quiz: str) -> list[Question]:
     """The questions of a quiz notebook, checked against the conventions of quizzes/README.md.
 
+    An exam variant (:func:`is_exam_variant`) has no check cells (``check_cell`` is -1).
     Raises :class:`CourseError` naming the cell when a convention is broken.
     """
+    checks = not is_exam_variant(quiz)
     cells = nb["cells"]
     questions: list[Question] = []
     for i, cell in enumerate(cells):
@@ -161,13 +179,19 @@ def parse_quiz(nb, quiz: str) -> list[Question]:
         qid = m.group(1)
         meta = cell.get("metadata", {}).get("quiz")
         _check_meta(meta, where)
-        code_after = [j for j in range(i + 1, len(cells)) if cells[j]["cell_type"] == "code"][:2]
-        if len(code_after) < 2:
-            raise CourseError(f"{where}: needs a check cell and a test cell after it")
-        j, k = code_after
-        check_qid, variable = _parse_check(cells[j]["source"], quiz, f"{quiz} cell {j}")
-        if check_qid != qid:
-            raise CourseError(f"{quiz} cell {j}: check() names {check_qid!r} after the answer cell of {qid!r}")
+        code_after = [j for j in range(i + 1, len(cells)) if cells[j]["cell_type"] == "code"][:2 if checks else 1]
+        if len(code_after) < (2 if checks else 1):
+            raise CourseError(f"{where}: needs a check cell and a test cell after it" if checks
+                              else f"{where}: needs a test cell after it")
+        if checks:
+            j, k = code_after
+            check_qid, variable = _parse_check(cells[j]["source"], quiz, f"{quiz} cell {j}")
+            if check_qid != qid:
+                raise CourseError(f"{quiz} cell {j}: check() names {check_qid!r} after the answer cell of {qid!r}")
+        else:   # an exam variant: no check cell; the variable is answer_qNN or the function defined
+            j, k = -1, code_after[0]
+            defined = re.search(r"^def (\w+)\(", cell["source"], re.M)
+            variable = defined.group(1) if meta["kind"] == "function" and defined else f"answer_{qid}"
         test = cells[k]
         tmeta = test.get("metadata", {}).get("nbgrader", {})
         twhere = f"{quiz} cell {k} ({_grade_id(test)})"
@@ -224,7 +248,8 @@ def execute_solutions(quiz: str, root: str | os.PathLike | None = None,
                       timeout: int = 120) -> tuple[list[Question], dict[str, Any], Any]:
     """Run the instructor notebook top to bottom in a fresh kernel.
 
-    Returns (questions, answers, executed notebook); ``answers[qid]`` is the value of the
+    Hidden tests marked ``# @givens`` run with the source's givens, as the self-study release
+    writes them. Returns (questions, answers, executed notebook); ``answers[qid]`` is the value of the
     answer variable (``None`` for function questions). Raises :class:`CourseError` when a
     cell fails or a test cell writes to stderr (nbgrader would score it 0).
     """
@@ -235,7 +260,7 @@ def execute_solutions(quiz: str, root: str | os.PathLike | None = None,
     path = _source_path(quiz, root)
     nb = _read(path)
     questions = parse_quiz(nb, quiz)
-    run = copy.deepcopy(nb)
+    run = with_source_givens(nb)        # hidden tests marked `# @givens` get the givens cell's values
     run.cells.append(nbformat.v4.new_code_cell(_dump_cell(questions)))
     client = NotebookClient(run, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
