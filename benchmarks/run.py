@@ -96,8 +96,9 @@ def bench_llama_cpp() -> dict:
 
 
 def bench_gptq() -> dict:
-    """Whole-model RTN and GPTQ on tinycode (W4 g128, 16 x 256 calibration tokens), and our time per
-    layer against llm-compressor's from `make test-reference` (benchmarks/gptq_reference.json)."""
+    """Whole-model RTN, GPTQ and AWQ (20-point alpha grid, clipping) on tinycode (W4 g128, 16 x 256
+    calibration tokens), and our GPTQ time per layer against llm-compressor's from `make test-reference`
+    (benchmarks/gptq_reference.json)."""
     from courseutils.algorithms.apply import quantize_model
     from courseutils.algorithms.quantizer import QuantSpec
     from courseutils.calib.hooks import calibration_tokens
@@ -106,7 +107,7 @@ def bench_gptq() -> dict:
     model, tokenizer = load_model("tinycode", device="cpu")
     tokens = calibration_tokens(tokenizer, n_seq=16, seq_len=256)
     out = {}
-    for method in ("rtn", "gptq"):
+    for method in ("rtn", "gptq", "awq"):
         q, seconds = timed(quantize_model, model, tokens, method, QuantSpec(4, 128), progress=False)
         out[f"{method}_all_linear_layers_s"] = round(seconds, 2)
         out["layers"] = len(q.layer_errors)
