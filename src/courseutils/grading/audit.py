@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..core.errors import CourseError
 from . import quiz as quizmod
+from .givens import with_givens
 from .quiz_keys import HIDDEN_BEGIN, HIDDEN_END, Question, _read, _select, _source_path, course_root, parse_quiz
 
 __all__ = ["Item", "VisibleCell", "QuizRecord", "load_quiz", "load_items", "option_balance", "BalanceReport",
@@ -299,7 +300,7 @@ def load_quiz(quiz: str, root: str | os.PathLike | None = None, check_types: boo
     root = course_root(root)
     nb = _read(_source_path(quiz, root))
     questions = parse_quiz(nb, quiz)
-    answers, failures = _run_quiz(nb, quiz, questions, check_types)
+    answers, failures = _run_quiz(with_givens(nb, quiz), quiz, questions, check_types)
     items = []
     for q in questions:
         title, prompt, options = _prompt_parts(nb.cells[q.answer_cell - 1].source)

@@ -18,7 +18,9 @@ recomputes the expected answer from ``_givens["bpw"]``, never from the notebook'
 A student who reassigns a given in an answer cell changes nothing the grader uses.
 
 Without a secret (self-study release) the givens stay as written in the source and the
-release behaves as before; a quiz without a givens cell is released unchanged.
+release behaves as before; a quiz without a givens cell is released unchanged. Tools that
+run the instructor notebook itself (``keys``, ``audit``) first give its marked tests the
+source's givens with :func:`with_givens`, exactly as a self-study release would.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from typing import Any, Mapping
 
 from ..core.errors import CourseError
 
-__all__ = ["GIVENS_ID", "MARKER", "parse_givens", "givens_source", "draw_givens", "inject_givens", "read_secret"]
+__all__ = ["GIVENS_ID", "MARKER", "parse_givens", "givens_source", "draw_givens", "inject_givens", "find_givens",
+           "with_givens", "read_secret"]
 
 GIVENS_ID = "givens"
 MARKER = "# @givens"
@@ -106,6 +109,43 @@ def inject_givens(test_source: str, values: Mapping[str, Any]) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+def _grade_id(cell) -> str:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+
+
+def find_givens(nb, quiz: str = "quiz") -> tuple[Any, dict[str, Any], list]:
+    """``(givens cell or None, its values, the test cells marked '# @givens')`` of a quiz notebook.
+
+    Raises :class:`CourseError` when a test is marked but there is no givens cell, when there
+    are several, or when the givens cell is not read-only (locked, neither grade nor solution).
+    """
+    cells = [c for c in nb["cells"] if _grade_id(c) == GIVENS_ID]
+    marked = [c for c in nb["cells"] if c["cell_type"] == "code"
+              and c.get("metadata", {}).get("nbgrader", {}).get("grade")
+              and any(line.strip() == MARKER for line in c["source"].split("\n"))]
+    if not cells:
+        if marked:
+            raise CourseError(f"{quiz}: a test cell has '{MARKER}' but there is no givens cell (grade_id '{GIVENS_ID}')")
+        return None, {}, []
+    if len(cells) > 1:
+        raise CourseError(f"{quiz}: {len(cells)} givens cells; a quiz has one")
+    nbg = cells[0].get("metadata", {}).get("nbgrader", {})
+    if not nbg.get("locked") or nbg.get("grade") or nbg.get("solution"):
+        raise CourseError(f"{quiz}: the givens cell must be read-only (locked, neither grade nor solution)")
+    return cells[0], parse_givens(cells[0]["source"], f"{quiz} givens cell"), marked
+
+
+def with_givens(nb, quiz: str = "quiz"):
+    """A copy of ``nb`` whose marked tests carry the source's givens (what a self-study release runs)."""
+    import copy
+
+    out = copy.deepcopy(nb)
+    _, values, marked = find_givens(out, quiz)
+    for c in marked:
+        c["source"] = inject_givens(c["source"], values)
+    return out
 
 
 def read_secret(path: str) -> str:

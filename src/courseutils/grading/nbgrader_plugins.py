@@ -28,7 +28,7 @@ from nbgrader.utils import is_grade, is_solution
 from traitlets import Integer, Unicode
 
 from ..core.errors import CourseError
-from .givens import GIVENS_ID, MARKER, draw_givens, givens_source, inject_givens, parse_givens, read_secret
+from .givens import draw_givens, find_givens, givens_source, inject_givens, read_secret
 
 __all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "nbgrader_env"]
 
@@ -112,21 +112,9 @@ class InstantiateGivens(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         quiz = (resources or {}).get("nbgrader", {}).get("assignment", "") or "quiz"
-        cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == GIVENS_ID]
-        marked = [c for c in nb.cells if c.cell_type == "code" and is_grade(c)
-                  and any(line.strip() == MARKER for line in c.source.split("\n"))]
-        if not cells:
-            if marked:
-                raise CourseError(f"{quiz}: a test cell has '{MARKER}' but there is no givens cell "
-                                  f"(grade_id '{GIVENS_ID}')")
+        cell, values, marked = find_givens(nb, quiz)
+        if cell is None:
             return nb, resources
-        if len(cells) > 1:
-            raise CourseError(f"{quiz}: {len(cells)} givens cells; a quiz has one")
-        cell = cells[0]
-        nbg = cell.metadata.get("nbgrader", {})
-        if not nbg.get("locked") or nbg.get("grade") or nbg.get("solution"):
-            raise CourseError(f"{quiz}: the givens cell must be read-only (locked, neither grade nor solution)")
-        values = parse_givens(cell.source, f"{quiz} givens cell")
         if self.secret_file:
             draw = cell.metadata.get("quiz", {}).get("draw", {})
             values = draw_givens(values, draw, read_secret(self.secret_file), quiz)

@@ -31,6 +31,7 @@ from nbgrader.utils import is_grade, is_solution
 from ..core.errors import CourseError
 from ..core.io import atomic_path
 from . import quiz as quizmod
+from .givens import with_givens
 from .nbgrader_plugins import nbgrader_env
 
 __all__ = ["Question", "course_root", "quiz_ids", "parse_quiz", "source_digest", "execute_solutions",
@@ -235,7 +236,7 @@ def execute_solutions(quiz: str, root: str | os.PathLike | None = None,
     path = _source_path(quiz, root)
     nb = _read(path)
     questions = parse_quiz(nb, quiz)
-    run = copy.deepcopy(nb)
+    run = with_givens(nb, quiz)  # marked hidden tests get the source's givens, as a self-study release does
     run.cells.append(nbformat.v4.new_code_cell(_dump_cell(questions)))
     client = NotebookClient(run, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
