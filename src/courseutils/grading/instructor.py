@@ -251,7 +251,8 @@ def _autograde_student(root: Path, quiz: str, student: str, force: bool, timeout
     """
     api = _autograde_api(root, timeout, total_timeout)
     with nbgrader_env():  # also in a worker: it caches nbgrader's schema version in this process
-        # nbgrader globs submitted/<student>/<quiz>: escape a folder name with glob characters
+        # nbgrader globs submitted/<student>/<quiz>; escaped, a folder name with glob characters
+        # ("ada[2]", which nbgrader cannot grade anyway) never matches another student's folder
         return api.autograde(quiz, glob.escape(student), force=force, create=True)
 
 
@@ -479,8 +480,10 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
     :func:`sample_submissions` (solution, partial, wrong), one :func:`autograde` call with
     ``workers``. Raises :class:`CourseError` if a submission fails or scores other than it
     should, so a fast but wrong run is never reported. Returns the seconds, submissions per
-    minute, CPU seconds per submission (this process, the workers and the kernels) and the
-    load average before and after, since a shared machine's load changes the wall time.
+    minute, CPU seconds per submission (this process, the workers and the kernels), the rate
+    those CPU seconds allow on an otherwise idle machine (``min(workers, CPUs)`` CPUs busy:
+    60 · min(workers, CPUs) / CPU s per submission), and the load average before and after,
+    since other work on a shared machine slows the wall time.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CourseError(f"n={n!r}: use a whole number >= 1 (submissions to grade)")
@@ -519,6 +522,8 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
             "workers": workers, "cpus": default_workers(), "seconds": round(seconds, 1),
             "submissions_per_minute": round(60 * n / seconds, 1),
             "cpu_seconds_per_submission": round(cpu / n, 2),
+            # what the CPUs allow with nothing else running: each busy worker keeps one CPU busy
+            "cpu_bound_submissions_per_minute": round(60 * min(workers, default_workers()) * n / cpu, 1),
             "load_average_before": round(load_before[0], 2), "load_average_after": round(load_after[0], 2)}
 
 
