@@ -7,6 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 QUIZ   ?= all
+# Students `make autograde` grades at once, one process each; empty: one per CPU.
+WORKERS ?=
 # Exact versions CI tests; `make constraints` rewrites it from .venv.
 CONSTRAINTS := constraints.txt
 # Which extras to install: the package alone is what Colab needs; lab = JupyterLab,
@@ -99,8 +101,8 @@ else
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
 endif
 
-autograde: install  ## grade everything in quizzes/submitted
-	$(PY) -m courseutils.grading autograde --quiz $(QUIZ)
+autograde: install  ## grade everything in quizzes/submitted (WORKERS=N students at once; default one per CPU)
+	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) $(if $(WORKERS),--workers $(WORKERS))
 
 feedback: install  ## HTML feedback (no hidden tests) in quizzes/feedback
 	$(PY) -m courseutils.grading feedback --quiz $(QUIZ)
