@@ -74,9 +74,10 @@ test-reference: install $(REF_STAMP)  ## our GPTQ against llm-compressor's on ti
 
 # llama-perplexity from the pinned llama-cpp-python sdist (same sources and CPU flags as the wheel;
 # cached: about 5 minutes on 2 cores the first time), then the golden perplexities of tinycode.
-oracles: install  ## rebuild tests/fixtures/llama_perplexity.json with llama.cpp's own llama-perplexity
-	$(PY) tools/build_llama_cpp.py tools llama-perplexity
+oracles: install  ## rebuild the llama.cpp fixtures (llama-perplexity, llama-imatrix, llama-quantize; tools built once, cached)
+	$(PY) tools/build_llama_cpp.py tools llama-perplexity llama-imatrix llama-quantize
 	$(PY) tests/fixtures/make_oracles.py --bin "$$($(PY) tools/build_llama_cpp.py tools llama-perplexity | tail -n 1)"
+	$(PY) tests/fixtures/make_imatrix_fixture.py --bin "$$($(PY) tools/build_llama_cpp.py tools llama-imatrix llama-quantize | tail -n 1)"
 
 demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
