@@ -82,3 +82,30 @@ def test_more_budget_never_costs_more():
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(CourseError, match=match):
         call(_problem(0))
+
+
+def test_tensor_candidates_sizes_are_llama_cpps_and_costs_are_weighted_errors(f16_gguf, tmp_path):
+    """Sizes equal the bytes llama.cpp writes for each type; costs follow eq. 2."""
+    import gguf
+    import numpy as np
+
+    from courseutils.algorithms.allocation import tensor_candidates
+    from courseutils.ggml import blocks
+    from courseutils.llamacpp import quantize
+
+    reader = gguf.GGUFReader(str(f16_gguf))
+    names = ["blk.0.attn_q.weight", "blk.0.ffn_down.weight"]
+    weights = {t.name: np.asarray(t.data, dtype=np.float32).reshape(t.shape[::-1]) for t in reader.tensors if t.name in names}
+    col = np.linspace(0.0, 2.0, weights[names[1]].shape[1])
+    cands = tensor_candidates(weights, ["Q3_K", "Q4_K", "Q8_0"], {names[0]: 3.0, names[1]: col})
+    for k, q in enumerate(["Q3_K", "Q4_K", "Q8_0"]):
+        out = quantize(f16_gguf, tmp_path / f"{q}.gguf", "Q4_K_S", tensor_types={n: q for n in names})
+        sizes = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(str(out)).tensors}
+        for n in names:
+            assert cands[n][k].nbytes == sizes[n], (n, q)
+        W = weights[names[1]]
+        dW = W.astype(np.float64) - blocks.dequantize(blocks.quantize(W, q), q, W.shape)
+        assert cands[names[1]][k].cost == pytest.approx(float((col * (dW ** 2).sum(0)).sum()), rel=1e-12)
+    assert cands[names[0]][0].cost > cands[names[0]][1].cost > cands[names[0]][2].cost  # more bits, less error
+    with pytest.raises(CourseError, match=r"importance\['blk.0.attn_q.weight'\] must be"):
+        tensor_candidates(weights, ["Q4_K"], {names[0]: np.ones(3)})

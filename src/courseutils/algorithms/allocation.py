@@ -17,6 +17,15 @@ Two solvers:
   units): ``best[t][u]`` = the least cost of tensors ``0..t`` within ``u`` units.
 
 Costs are additive across tensors, the first-order assumption lesson 04 checks.
+:func:`tensor_candidates` builds the candidates from the weights themselves: each type's
+size from its block layout, and its cost from the actual rounding error of llama.cpp's
+block format (:mod:`courseutils.ggml.blocks`, bit-exact with llama.cpp), weighted per input
+column,
+
+    c[t, k] = sum_j w_tj * || W_t[:, j] - Q_k(W_t)[:, j] ||^2                        (eq. 2)
+
+with ``w_tj`` the column's importance: one number per tensor (HAWQ's mean Hessian trace),
+or one per column (lesson 04's alpha_j / d_out, or the imatrix's E[x_j^2]).
 """
 from __future__ import annotations
 
@@ -24,9 +33,13 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ..core.errors import CourseError
+import numpy as np
 
-__all__ = ["Candidate", "Allocation", "allocate_greedy", "allocate_exact", "uniform_allocation", "check_candidates"]
+from ..core.errors import CourseError
+from ..ggml import blocks
+
+__all__ = ["Candidate", "Allocation", "allocate_greedy", "allocate_exact", "uniform_allocation", "check_candidates",
+           "tensor_candidates"]
 
 MAX_DP_CELLS = 50_000_000  # tensors x budget units; beyond it the exact solver refuses
 
@@ -153,3 +166,36 @@ def uniform_allocation(candidates: Mapping[str, Sequence[Candidate]], qtype: str
                               f"allowed: {', '.join(c.qtype for c in opts)}")
         choice[t] = match[0]
     return _result(cands, choice, sum(c.nbytes for c in choice.values()), f"uniform {qtype}")
+
+
+def tensor_candidates(weights: Mapping[str, np.ndarray], qtypes: Sequence[str],
+                      importance: Mapping[str, object] | None = None) -> dict[str, list[Candidate]]:
+    """``{tensor: [Candidate(type, bytes, eq. 2 cost), ...]}`` for every tensor and type.
+
+    Args:
+        weights: ``{GGUF tensor name: W (d_out, d_in)}`` (numpy or torch).
+        qtypes: block types of :func:`courseutils.ggml.blocks.quant_types` (``"Q4_K"``, ...).
+        importance: ``{tensor name: float or (d_in,) array}``; missing tensors (or None) weigh 1.
+    """
+    if not weights:
+        raise CourseError("weights is empty: give {tensor name: W}")
+    qtypes = [str(q).upper() for q in qtypes]
+    for q in qtypes:
+        blocks.block_layout(q)  # QuantTypeError naming the allowed types
+    importance = importance or {}
+    out = {}
+    for name, W in weights.items():
+        W = np.asarray(W.detach().float().cpu().numpy() if hasattr(W, "detach") else W, dtype=np.float32)
+        if W.ndim != 2:
+            raise CourseError(f"weights[{name!r}] has shape {W.shape}; expected (d_out, d_in)")
+        w = np.asarray(importance.get(name, 1.0), dtype=np.float64)
+        if w.ndim not in (0, 1) or (w.ndim == 1 and w.shape != (W.shape[1],)) or not np.isfinite(w).all() or (w < 0).any():
+            raise CourseError(f"importance[{name!r}] must be a non-negative number or a ({W.shape[1]},) array; "
+                              f"got shape {w.shape}")
+        options = []
+        for q in qtypes:
+            W_hat = blocks.dequantize(blocks.quantize(W, q), q, W.shape)
+            col_err = ((W.astype(np.float64) - W_hat) ** 2).sum(axis=0)  # (d_in,)
+            options.append(Candidate(q, W.shape[0] * blocks.row_bytes(W.shape[1], q), float((w * col_err).sum())))
+        out[name] = options
+    return out
