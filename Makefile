@@ -7,6 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 QUIZ   ?= all
+# Students `make autograde` grades at once, one process each; empty: one per CPU.
+WORKERS ?=
 # Exact versions CI tests; `make constraints` rewrites it from .venv.
 CONSTRAINTS := constraints.txt
 # Which extras to install: the package alone is what Colab needs; lab = JupyterLab,
@@ -72,9 +74,10 @@ test-reference: install $(REF_STAMP)  ## our GPTQ against llm-compressor's on ti
 
 # llama-perplexity from the pinned llama-cpp-python sdist (same sources and CPU flags as the wheel;
 # cached: about 5 minutes on 2 cores the first time), then the golden perplexities of tinycode.
-oracles: install  ## rebuild tests/fixtures/llama_perplexity.json with llama.cpp's own llama-perplexity
-	$(PY) tools/build_llama_cpp.py tools llama-perplexity
+oracles: install  ## rebuild the llama.cpp fixtures (llama-perplexity, llama-imatrix, llama-quantize; tools built once, cached)
+	$(PY) tools/build_llama_cpp.py tools llama-perplexity llama-imatrix llama-quantize
 	$(PY) tests/fixtures/make_oracles.py --bin "$$($(PY) tools/build_llama_cpp.py tools llama-perplexity | tail -n 1)"
+	$(PY) tests/fixtures/make_imatrix_fixture.py --bin "$$($(PY) tools/build_llama_cpp.py tools llama-imatrix llama-quantize | tail -n 1)"
 
 demo: install  ## print the quantization scorecard of tinycode
 	$(PY) -m courseutils scorecard
@@ -99,8 +102,8 @@ else
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
 endif
 
-autograde: install  ## grade everything in quizzes/submitted
-	$(PY) -m courseutils.grading autograde --quiz $(QUIZ)
+autograde: install  ## grade everything in quizzes/submitted (WORKERS=N students at once; default one per CPU)
+	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) $(if $(WORKERS),--workers $(WORKERS))
 
 feedback: install  ## HTML feedback (no hidden tests) in quizzes/feedback
 	$(PY) -m courseutils.grading feedback --quiz $(QUIZ)

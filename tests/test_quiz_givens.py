@@ -150,3 +150,21 @@ def test_reassigning_givens_gains_nothing_through_nbgrader(tmp_path):
     assert per["honest"] == {"q01_test": 1.0, "q02_test": 1.0}
     # Q01 (hidden test with its own givens) is not fooled; Q02 (reads the notebook's variables) is
     assert per["copying"] == {"q01_test": 0.0, "q02_test": 1.0}
+
+
+def test_keys_and_audit_run_the_marked_tests_with_the_source_givens(tmp_path):
+    """`keys` and `audit` execute the instructor notebook itself, where '# @givens' is only a comment:
+    they must hand the marked hidden tests the source's givens first, or `_givens` is undefined."""
+    from courseutils.grading import audit, quiz_keys
+
+    root = tmp_path / "quizzes"
+    (root / "source" / QUIZ).mkdir(parents=True)
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    nbformat.write(_notebook(), str(root / "source" / QUIZ / f"{QUIZ}.ipynb"))
+    questions, answers, run = quiz_keys.execute_solutions(QUIZ, root)
+    assert "_givens = {'n_params': 70000000000.0, 'bpw': 4.83}" in run.cells[questions[0].test_cell].source
+    assert answers["q01"] == pytest.approx(70e9 * 4.83 / 8 / 1e9)
+    record = audit.load_quiz(QUIZ, root)
+    assert record.type_failures == [] and [i.answer for i in record.items] == [answers["q01"], answers["q02"]]
+    source = nbformat.read(str(root / "source" / QUIZ / f"{QUIZ}.ipynb"), as_version=4)
+    assert givens.MARKER in source.cells[6].source and "_givens = " not in source.cells[6].source  # source untouched

@@ -3,7 +3,8 @@
 For each quiz under quizzes/source/, in a temporary copy of the course root (the real
 quizzes/ folder is never written): execute the instructor notebook (keys must match the
 shipped ones and hold no plain answer), release, build a batch of submissions, autograde
-the batch in ONE nbgrader run, generate feedback, and check every score.
+the batch in one autograde() call (a worker process per CPU), generate feedback, and
+check every score.
 
 Students in each batch:
     solution  the instructor's answers pasted into the released notebook  -> 15/15

@@ -197,7 +197,9 @@ def build_tools(plan: Plan, python: str, names: list[str]) -> Path:
     ``<cache>/<key>/bin`` (built into a temp dir, then renamed).
     """
     bin_dir = plan.dir / "bin"
-    if all((bin_dir / n).is_file() for n in names):
+    have = [n for n in names if (bin_dir / n).is_file()]
+    names = [n for n in names if n not in have]  # build only what is missing; keep what is there
+    if not names:
         return bin_dir
     if not shutil.which("cmake"):
         _run([python, "-m", "pip", "install", "--quiet", "cmake"])
@@ -222,7 +224,11 @@ def build_tools(plan: Plan, python: str, names: list[str]) -> Path:
         for name in names:
             built = next((tmp / "build").rglob(name))
             shutil.copy2(built, staged / name)
-        info = {"tools": names, "version": plan.version, "cmake_args": plan.args,
+        previous = json.loads((bin_dir / "build.json").read_text()) if (bin_dir / "build.json").is_file() else {}
+        for name in previous.get("tools", []):
+            if (bin_dir / name).is_file() and not (staged / name).exists():
+                shutil.copy2(bin_dir / name, staged / name)  # tools built earlier from the same key
+        info = {"tools": sorted(p.name for p in staged.iterdir()), "version": plan.version, "cmake_args": plan.args,
                 "build_seconds": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count()}
         (staged / "build.json").write_text(json.dumps(info, indent=2) + "\n")
         if bin_dir.exists():

@@ -7,8 +7,7 @@
 - ``gptq``: GPTQ on a layer's weights and Hessian (lesson 06).
 - ``awq``: AWQ's activation-aware scales (grid search of alpha, folding) and clipping search (lesson 07).
 - ``apply``: quantize every linear layer of a model with RTN, GPTQ or AWQ, block by block.
-
-Next here: mixed-precision bit allocation.
+- ``allocation``: mixed precision, a type per tensor under a size budget (greedy and exact; lesson 08).
 
 May import: core, numerics, model, ggml, llamacpp, calib.
 """

@@ -9,7 +9,7 @@ directory; ``--root`` points elsewhere). The command line (every command has ``-
     python -m courseutils.grading release   --exam --secret-file FILE [--roster FILE] [--quiz ...]
                                                                    # make release EXAM=1 SECRET_FILE=...
     python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
-    python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force]
+    python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force] [--workers N]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
     python -m courseutils.grading grades    [--out FILE]                     # grades.csv, item_stats.csv/.png
     python -m courseutils.grading audit     [--quiz all|NN_slug] [--no-types] # balance, repeats, leaks, types
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import glob
 import os
 import re
 import shutil
@@ -48,13 +49,17 @@ from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build
 __all__ = [
     "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
     "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "release_exam", "read_roster",
-    "student_copies", "collect", "autograde",
+    "student_copies", "collect", "autograde", "default_workers",
     "feedback", "export_grades", "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
+    "wrong_answer_source", "sample_submissions", "time_class_autograde",
     "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "main",
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Seconds an autograde worker waits for another worker's write to the SQLite gradebook
+# (SQLite's own default, 5 s, can run out on a loaded machine; see _autograde_api).
+GRADEBOOK_BUSY_TIMEOUT = 600
 
 
 def load_config(root: str | os.PathLike | None = None, timeout: int | None = None,
@@ -288,32 +293,122 @@ def question_scores(quiz: str, root: str | os.PathLike | None = None) -> dict[st
                                                     for g in nb.grades})
 
 
-def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*",
-              force: bool = False, timeout: int | None = None,
-              total_timeout: int | None = None) -> dict[str, dict]:
-    """Autograde ``submitted/<student>/<quiz>/`` in one nbgrader run per quiz.
+def default_workers() -> int:
+    """How many students :func:`autograde` grades at once by default: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # Linux: respects taskset and container limits
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
 
-    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...], "log": str}}``.
-    A submission nbgrader cannot process (kernel died, unreadable notebook) is listed in
-    ``failed`` and the others are still graded. Submissions are only read, never changed.
+
+def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None):
+    """nbgrader's API for autograding; several of them may write the SQLite gradebook at once.
+
+    SQLite lets one process write at a time and makes the others wait up to a busy timeout,
+    5 s by default, after which nbgrader's write fails ("database is locked") and nbgrader
+    aborts the run. Parallel workers write distinct students' rows in short transactions,
+    so waiting is always enough: the timeout is raised to :data:`GRADEBOOK_BUSY_TIMEOUT`.
+    A ``db_url`` set in ``nbgrader_config.py`` (another database) is left alone.
     """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    cfg = load_config(root, timeout=timeout, total_timeout=total_timeout)
+    if "db_url" not in cfg.CourseDirectory:
+        cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}?timeout={GRADEBOOK_BUSY_TIMEOUT}"
+    return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
+
+
+def _autograde_student(root: Path, quiz: str, student: str, force: bool, timeout: int | None,
+                       total_timeout: int | None) -> dict:
+    """One student's submission of ``quiz`` through nbgrader's autograde (runs in a worker process).
+
+    Returns nbgrader's result: ``{"success": bool, "log": str, "error": str}``.
+    """
+    api = _autograde_api(root, timeout, total_timeout)
+    with nbgrader_env():  # also in a worker: it caches nbgrader's schema version in this process
+        # nbgrader globs submitted/<student>/<quiz>; escaped, a folder name with glob characters
+        # ("ada[2]", which nbgrader cannot grade anyway) never matches another student's folder
+        return api.autograde(quiz, glob.escape(student), force=force, create=True)
+
+
+def _grade_students(root: Path, quiz: str, students: list[str], force: bool, timeout: int | None,
+                    total_timeout: int | None, workers: int, progress: bool) -> dict[str, dict]:
+    """``{student: nbgrader's result}``, grading ``workers`` students at once.
+
+    One worker grades in this process; more start that many worker processes, each running
+    nbgrader's autograde on one student at a time (the next free worker takes the next
+    student). Executing a notebook keeps about one core busy (the kernel, then nbgrader's
+    gradebook writes), so one worker per CPU keeps the CPUs busy. A student's code runs in
+    the kernel, not in the worker; if a worker process dies all the same (out of memory),
+    the students it had not graded are reported failed with the error, and a second run
+    (without ``--force``) grades just those.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    args = [(root, quiz, s, force, timeout, total_timeout) for s in students]
+    bar = tqdm(total=len(students), desc=f"autograde {quiz}", unit="submission", disable=not progress)
+    results: dict[str, dict] = {}
+    if workers == 1 or len(students) == 1:
+        for a in args:
+            results[a[2]] = _autograde_student(*a)
+            bar.update()
+    else:
+        # "spawn": fresh interpreters, not forks of this one (nbgrader and zmq are not fork-safe)
+        with nbgrader_env(), ProcessPoolExecutor(min(workers, len(students)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_autograde_student, *a): a[2] for a in args}
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except Exception as exc:  # the worker process died (BrokenProcessPool) or could not be started
+                    results[futures[future]] = {"success": False, "log": "", "error": (
+                        f"worker failed: {type(exc).__name__}: {exc}\n(a script that calls autograde with "
+                        "workers > 1 must do it under `if __name__ == '__main__':`, Python's rule for process pools)")}
+                bar.update()
+    bar.close()
+    return results
+
+
+def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*",
+              force: bool = False, timeout: int | None = None, total_timeout: int | None = None,
+              workers: int | None = None, progress: bool = True) -> dict[str, dict]:
+    """Autograde ``submitted/<student>/<quiz>/``: nbgrader's autograde, one run per student.
+
+    ``workers`` students are graded at once (default :func:`default_workers`, one per CPU),
+    each in its own process (see :func:`_grade_students`); 1 grades them one after another
+    in this process. The scores are the same either way: every student gets nbgrader's own
+    autograde in a fresh kernel, and the workers share the gradebook through SQLite's locking
+    (:func:`_autograde_api`).
+
+    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...], "log": str,
+    "logs": {student: str}}}``. A submission nbgrader cannot process (kernel died, unreadable
+    notebook) is listed in ``failed`` and the others are still graded. Submissions are only
+    read, never changed.
+    """
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CourseError(f"workers={workers!r}: use a whole number >= 1 (students graded at once)")
     root = course_root(root)
-    api = _api(root, timeout=timeout, total_timeout=total_timeout)
     report: dict[str, dict] = {}
     for q in _select(quiz, root, exams=True):
         submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"{student}/{q}")
                            if p.is_dir()) if (root / "submitted").is_dir() else []
         if not submitted:
-            report[q] = {"graded": {}, "failed": [], "log": "no submissions"}
+            report[q] = {"graded": {}, "failed": [], "log": "no submissions", "logs": {}}
             continue
         if not _released(q, root):
             release(q, root)
-        with nbgrader_env():
-            result = api.autograde(q, student, force=force, create=True)
-        done = {s for s in submitted if (root / "autograded" / s / q / f"{q}.ipynb").is_file()}
+        results = _grade_students(root, q, submitted, force, timeout, total_timeout, workers, progress)
+        done = {s for s in submitted
+                if results[s].get("success") and (root / "autograded" / s / q / f"{q}.ipynb").is_file()}
         graded = {s: v for s, v in scores(q, root).items() if s in done}
+        logs = {s: results[s].get("log", "") + results[s].get("error", "") for s in submitted}
         report[q] = {"graded": graded, "failed": sorted(set(submitted) - done),
-                     "log": result.get("log", "") + result.get("error", "")}
+                     "log": "".join(f"--- {s}\n{logs[s]}" for s in submitted), "logs": logs}
     return report
 
 
@@ -404,6 +499,110 @@ def time_autograde(quiz: str = "00_setup_and_tour", root: str | os.PathLike | No
     return seconds
 
 
+def wrong_answer_source(q: Question, answer: Any) -> str:
+    """Source of an answer cell holding a plausible wrong answer to ``q`` (``answer``: the right one).
+
+    A function question gets its ``wrong`` implementation from the quiz metadata, a choice
+    its ``wrong`` letter (or the first other option), true/false the negation, and a number
+    its ``wrong`` value or one at least 5 tolerances away.
+    """
+    if q.kind == "function":
+        return q.meta["wrong"]
+    if q.kind == "choice":
+        value = q.meta.get("wrong") or next(o for o in q.meta["options"] if o != answer)
+    elif q.kind == "bool":
+        value = not answer
+    else:
+        value = q.meta.get("wrong", answer + max(5 * q.meta["tol"], abs(answer)))
+    return f"{q.variable} = {float(value)!r}\n" if isinstance(value, float) else f"{q.variable} = {value!r}\n"
+
+
+def sample_submissions(quiz: str, root: str | os.PathLike | None = None) -> dict[str, tuple[Any, int]]:
+    """Three submissions of a released ``quiz`` with known scores: ``{name: (notebook, score)}``.
+
+    ``solution`` answers everything right (15), ``partial`` answers the odd-numbered
+    questions right and the others with plausible wrong answers (8), ``wrong`` answers
+    everything wrong (0). Executes the instructor notebook once to learn the answers.
+    """
+    root = course_root(root)
+    released_path = root / "release" / quiz / f"{quiz}.ipynb"
+    if not released_path.is_file():
+        raise CourseError(f"quiz={quiz!r} is not released under {root / 'release'}; run release first")
+    questions, answers, _ = execute_solutions(quiz, root)
+    released = _read(released_path)
+    solution = solution_submission(released, _read(_source_path(quiz, root)))
+    partial, wrong = copy.deepcopy(solution), copy.deepcopy(solution)
+    for i, q in enumerate(questions):
+        wrong.cells[q.answer_cell].source = wrong_answer_source(q, answers[q.qid])
+        if i % 2 == 1:  # q02, q04, ...: wrong
+            partial.cells[q.answer_cell].source = wrong_answer_source(q, answers[q.qid])
+    return {"solution": (solution, len(questions)), "partial": (partial, (len(questions) + 1) // 2),
+            "wrong": (wrong, 0)}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (workers and kernels)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers: int | None = None,
+                         root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Autograde a class of ``n`` submissions of ``quiz`` and time it (``make bench``).
+
+    Works in a temporary copy of the course root: release, ``n`` submissions cycling through
+    :func:`sample_submissions` (solution, partial, wrong), one :func:`autograde` call with
+    ``workers``. Raises :class:`CourseError` if a submission fails or scores other than it
+    should, so a fast but wrong run is never reported. Returns the seconds, submissions per
+    minute, CPU seconds per submission (this process, the workers and the kernels), the rate
+    those CPU seconds allow on an otherwise idle machine (``min(workers, CPUs)`` CPUs busy:
+    60 · min(workers, CPUs) / CPU s per submission), and the load average before and after,
+    since other work on a shared machine slows the wall time.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise CourseError(f"n={n!r}: use a whole number >= 1 (submissions to grade)")
+    root = course_root(root)
+    _select(quiz, root)
+    workers = default_workers() if workers is None else workers
+    with tempfile.TemporaryDirectory(prefix="class-timing-") as tmp:
+        work = Path(tmp) / "quizzes"
+        work.mkdir()
+        shutil.copy(root / "nbgrader_config.py", work)
+        shutil.copytree(root / "source" / quiz, work / "source" / quiz)
+        release(quiz, work)
+        samples = sample_submissions(quiz, work)
+        kinds = list(samples)
+        expected = {}
+        for i in range(n):
+            student, kind = f"student{i:04d}", kinds[i % len(kinds)]
+            folder = work / "submitted" / student / quiz
+            folder.mkdir(parents=True)
+            nbformat.write(samples[kind][0], str(folder / f"{quiz}.ipynb"))
+            expected[student] = float(samples[kind][1])
+        load_before, cpu_before = os.getloadavg(), _cpu_seconds()
+        start = time.perf_counter()
+        report = autograde(quiz, work, workers=workers, progress=progress)[quiz]
+        seconds = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu_before
+        load_after = os.getloadavg()
+        got = {s: score for s, (score, _) in report["graded"].items()}
+        if report["failed"] or got != expected:
+            wrong = sorted(s for s in expected if got.get(s) != expected[s])
+            raise CourseError(f"time_class_autograde({quiz!r}): {len(wrong)} submissions scored wrong or failed "
+                              f"(first: {wrong[:3]}, {[got.get(s) for s in wrong[:3]]} instead of "
+                              f"{[expected[s] for s in wrong[:3]]}); log of the first:\n{report['logs'][wrong[0]][-3000:]}")
+    return {"quiz": quiz, "submissions": n, "mix": {k: sum(1 for i in range(n) if kinds[i % len(kinds)] == k)
+                                                     for k in kinds},
+            "workers": workers, "cpus": default_workers(), "seconds": round(seconds, 1),
+            "submissions_per_minute": round(60 * n / seconds, 1),
+            "cpu_seconds_per_submission": round(cpu / n, 2),
+            # what the CPUs allow with nothing else running: each busy worker keeps one CPU busy
+            "cpu_bound_submissions_per_minute": round(60 * min(workers, default_workers()) * n / cpu, 1),
+            "load_average_before": round(load_before[0], 2), "load_average_after": round(load_after[0], 2)}
+
+
 # --------------------------------------------------------------------------- command line
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -437,9 +636,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--student", required=True, help="student id (letters, digits, _ - .)")
     c.add_argument("notebook", help="the student's .ipynb file")
     a = sub.add_parser("autograde", parents=[common, any_quiz, any_student], help="grade quizzes/submitted/ (runs student code!)",
-                       description="nbgrader autograde in one run per quiz. Runs student code: use a separate account or container.")
+                       description="nbgrader autograde, one run per student, several students at once (--workers). "
+                                   "Runs student code: use a separate account or container.")
     a.add_argument("--force", action="store_true", help="regrade submissions that were already autograded")
     a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py, 60)")
+    a.add_argument("--workers", type=int, default=None,
+                   help=f"students graded at once, each in its own process (default: the CPUs here, {default_workers()}; "
+                        "1: one after another in this process)")
     sub.add_parser("feedback", parents=[common, any_quiz, any_student], help="HTML feedback without hidden tests in quizzes/feedback/",
                    description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
     g = sub.add_parser("grades", parents=[common], help="export grades (grades.csv) and item statistics (item_stats.csv/.png)",
@@ -502,16 +705,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "autograde":
         status = 0
-        for q, rep in autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout).items():
+        for q, rep in autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout,
+                                workers=args.workers).items():
             if not rep["graded"] and not rep["failed"]:
                 print(f"{q}: nothing to grade in {root / 'submitted'}/{args.student}/{q}")
             for s, (score, total) in sorted(rep["graded"].items()):
                 print(f"{q}  {s:<20} {score:g}/{total:g}")
             for s in rep["failed"]:
                 status = 1
-                print(f"{q}  {s:<20} FAILED: nbgrader could not grade it; see the log below")
-            if rep["failed"]:
-                print(rep["log"][-4000:])
+                print(f"{q}  {s:<20} FAILED: nbgrader could not grade it; see its log below")
+            for s in rep["failed"]:
+                print(f"--- {q} {s}\n{rep['logs'][s][-4000:]}")
         return status
     if args.cmd == "feedback":
         for path in feedback(args.quiz, root, student=args.student):

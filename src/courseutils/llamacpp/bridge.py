@@ -121,8 +121,37 @@ def _imatrix_structs(imatrix: dict[str, np.ndarray]):
     return entries, keep
 
 
+def _tensor_type_structs(tensor_types: dict[str, str], src: Path):
+    """A NULL-terminated ``llama_model_tensor_override[]``: one anchored pattern ``^name$`` per tensor.
+
+    llama.cpp matches each tensor's name against the patterns (``std::regex_search``) and
+    stores a match in the given ggml type (what ``llama-quantize --tensor-type`` does).
+    """
+    import gguf
+    import llama_cpp
+
+    names = {t.name for t in gguf.GGUFReader(str(src)).tensors}
+    entries = (llama_cpp.llama_model_tensor_override * (len(tensor_types) + 1))()
+    keep = []
+    for i, (name, type_name) in enumerate(sorted(tensor_types.items())):
+        if name not in names:
+            raise QuantTypeError(f"tensor_types[{name!r}]: no tensor of that name in {str(src)!r}; "
+                                 f"its tensors are named like {', '.join(sorted(names)[:4])}, ...")
+        ggml_type = getattr(llama_cpp, f"GGML_TYPE_{str(type_name).upper()}", None)
+        if ggml_type is None or str(type_name).upper() in ("COUNT",):
+            allowed = sorted(k[len("GGML_TYPE_"):] for k in dir(llama_cpp) if k.startswith("GGML_TYPE_") and k != "GGML_TYPE_COUNT")
+            raise QuantTypeError(f"tensor_types[{name!r}]={type_name!r} is not a ggml tensor type; allowed: {', '.join(allowed)}")
+        pattern = f"^{re.escape(name)}$".encode()
+        keep.append(pattern)
+        entries[i].pattern = pattern
+        entries[i].type = int(ggml_type)
+    entries[len(tensor_types)].pattern = None
+    return entries, keep
+
+
 def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
-             imatrix: dict[str, np.ndarray] | None = None, n_threads: int = 0, verbose: bool = False) -> Path:
+             imatrix: dict[str, np.ndarray] | None = None, n_threads: int = 0, verbose: bool = False,
+             tensor_types: dict[str, str] | None = None) -> Path:
     """Quantize a GGUF file with ``llama_model_quantize`` (what ``llama-quantize`` runs).
 
     Args:
@@ -131,6 +160,8 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
         qtype: a name from :func:`quant_types`, e.g. ``"Q4_K_M"``.
         imatrix: optional importance matrix ``{tensor name: E[x_j^2] per input column}``.
         verbose: show llama.cpp's per-tensor log.
+        tensor_types: per-tensor overrides ``{GGUF tensor name: ggml type name}`` (``"Q6_K"``,
+            ``"Q8_0"``, ...), through llama.cpp's own override list; other tensors follow ``qtype``.
     """
     import llama_cpp
 
@@ -143,17 +174,22 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, qtype: str,
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = n_threads
-    keep = None
+    keep = []
     if imatrix:
-        entries, keep = _imatrix_structs(imatrix)
+        entries, buffers = _imatrix_structs(imatrix)
+        keep += [entries, buffers]
         params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+    if tensor_types:
+        overrides, patterns = _tensor_type_structs(dict(tensor_types), src)
+        keep += [overrides, patterns]
+        params.tt_overrides = ctypes.cast(overrides, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
     with atomic_path(final) as tmp:
         with captured_log() as log, quiet_stderr(not verbose):
             rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0:
             raise QuantTypeError(f"llama.cpp could not quantize {str(src)!r} to qtype={qtype!r} (return code {rc}); "
                                  f"its last log lines:\n{log.tail()}")
-    del keep  # the imatrix buffers had to outlive the call
+    del keep  # the imatrix buffers and override patterns had to outlive the call
     return final
 
 
@@ -405,7 +441,7 @@ def _tokenizer_parity(path: str, size: int, mtime_ns: int, model: str, text: str
 
 
 def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, np.ndarray] | None = None,
-             pre_tokenizer: str | None = None) -> Path:
+             pre_tokenizer: str | None = None, tensor_types: dict[str, str] | None = None) -> Path:
     """A GGUF of ``model`` at ``qtype``, exported and quantized on first use, then cached.
 
     Files live in ``COURSE_CACHE``; the name carries the weights' fingerprint (and the
@@ -417,6 +453,7 @@ def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, 
         model: ``"tinycode"``, a local HF directory, or a hub id.
         qtype: a name from :func:`quant_types`.
         imatrix: optional importance matrix (see :func:`quantize`).
+        tensor_types: optional per-tensor types (see :func:`quantize`); part of the file name's digest.
         pre_tokenizer: llama.cpp pre-tokenizer name; None detects it from the tokenizer
             (:func:`courseutils.ggml.pretokenizer.detect_pre_tokenizer`).
 
@@ -446,5 +483,8 @@ def get_gguf(model: str = "tinycode", qtype: str = "Q4_K_M", imatrix: dict[str, 
         for name in sorted(imatrix):
             digest.update(name.encode() + np.ascontiguousarray(imatrix[name], dtype=np.float32).tobytes())
         suffix = f"-imat{digest.hexdigest()[:8]}"
+    if tensor_types:
+        digest = hashlib.sha256(json.dumps(sorted((str(k), str(v).upper()) for k, v in tensor_types.items())).encode())
+        suffix += f"-mix{digest.hexdigest()[:8]}"
     target = cache_dir() / f"{stem}-{qtype}{suffix}.gguf"
-    return target if target.exists() else quantize(base, target, qtype, imatrix=imatrix)
+    return target if target.exists() else quantize(base, target, qtype, imatrix=imatrix, tensor_types=tensor_types)
