@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab test test-fast test-reference oracles demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
+.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -52,7 +52,10 @@ constraints: $(STAMP)  ## rewrite constraints.txt from the versions installed in
 lab: install  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. lessons/00_setup_and_tour.ipynb
 
-test: install  ## run every check: layout, unit tests, quiz pipeline, lessons under nbval and from an empty cache
+system-deps:  ## install chromium and bubblewrap from apt when missing and possible (tools/system_deps.sh)
+	@bash tools/system_deps.sh
+
+test: install system-deps  ## run every check: layout, unit tests, quiz pipeline, the rendered site, lessons under nbval and from an empty cache
 	@if [ -x ../shared/tools/course-check ]; then ../shared/tools/course-check; fi
 	$(PY) -m pytest tests lessons --nbval-lax -p no:cacheprovider -m "not reference"
 
@@ -88,8 +91,8 @@ model: install  ## retrain tinycode from the standard library (~80 min; one thre
 bench: install  ## write benchmarks/results.md and .json
 	$(PY) benchmarks/run.py
 
-html: install  ## execute every lesson and render it to build/html
-	$(VENV)/bin/jupyter nbconvert --to html --execute lessons/*.ipynb --output-dir build/html
+html: install  ## execute every lesson and render the course site to build/html (opens offline: build/html/index.html)
+	$(PY) tools/build_site.py --out build/html
 
 quiz-keys: install  ## regenerate the instant-feedback keys and the student copies from quizzes/source
 	$(PY) -m courseutils.grading keys
