@@ -568,7 +568,7 @@ def _cpu_seconds() -> float:
 
 
 def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers: int | None = None,
-                         root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+                         root: str | os.PathLike | None = None, progress: bool = True, sandbox: str = "auto") -> dict:
     """Autograde a class of ``n`` submissions of ``quiz`` and time it (``make bench``).
 
     Works in a temporary copy of the course root: release, ``n`` submissions cycling through
@@ -578,7 +578,8 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
     minute, CPU seconds per submission (this process, the workers and the kernels), the rate
     those CPU seconds allow on an otherwise idle machine (``min(workers, CPUs)`` CPUs busy:
     60 · min(workers, CPUs) / CPU s per submission), and the load average before and after,
-    since other work on a shared machine slows the wall time.
+    since other work on a shared machine slows the wall time. ``sandbox`` as in :func:`autograde`;
+    the result names the one used.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CourseError(f"n={n!r}: use a whole number >= 1 (submissions to grade)")
@@ -600,9 +601,10 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
             folder.mkdir(parents=True)
             nbformat.write(samples[kind][0], str(folder / f"{quiz}.ipynb"))
             expected[student] = float(samples[kind][1])
+        sandbox = resolve_sandbox(sandbox, work, Limits.from_config(load_config(work)))
         load_before, cpu_before = os.getloadavg(), _cpu_seconds()
         start = time.perf_counter()
-        report = autograde(quiz, work, workers=workers, progress=progress)[quiz]
+        report = autograde(quiz, work, workers=workers, progress=progress, sandbox=sandbox)[quiz]
         seconds = time.perf_counter() - start
         cpu = _cpu_seconds() - cpu_before
         load_after = os.getloadavg()
@@ -614,7 +616,7 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
                               f"{[expected[s] for s in wrong[:3]]}); log of the first:\n{report['logs'][wrong[0]][-3000:]}")
     return {"quiz": quiz, "submissions": n, "mix": {k: sum(1 for i in range(n) if kinds[i % len(kinds)] == k)
                                                      for k in kinds},
-            "workers": workers, "cpus": default_workers(), "seconds": round(seconds, 1),
+            "workers": workers, "cpus": default_workers(), "sandbox": sandbox, "seconds": round(seconds, 1),
             "submissions_per_minute": round(60 * n / seconds, 1),
             "cpu_seconds_per_submission": round(cpu / n, 2),
             # what the CPUs allow with nothing else running: each busy worker keeps one CPU busy
