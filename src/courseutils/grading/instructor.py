@@ -579,7 +579,8 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
     those CPU seconds allow on an otherwise idle machine (``min(workers, CPUs)`` CPUs busy:
     60 · min(workers, CPUs) / CPU s per submission), and the load average before and after,
     since other work on a shared machine slows the wall time. ``sandbox`` as in :func:`autograde`;
-    the result names the one used.
+    the result names the one used (with ``"bwrap"`` the CPU seconds leave out the kernels:
+    they are killed inside the sandbox, and their time never reaches this process).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CourseError(f"n={n!r}: use a whole number >= 1 (submissions to grade)")

@@ -106,6 +106,7 @@ def _kernel_paths(root: Path) -> list[str]:
 
     paths = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent),
              str(Path(courseutils.__file__).resolve().parents[1])}
+    # keep the outermost folders: /opt/py/venv goes with /opt/py
     paths = sorted(p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths))
     root = root.resolve()
     for p in paths:
