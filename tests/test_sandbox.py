@@ -273,9 +273,8 @@ def test_limits_are_checked():
     assert sandbox.Limits.from_config({"SandboxLimits": {"processes": 7}}) == sandbox.Limits(processes=7)
 
 
+@needs_bwrap
 def test_the_kernelspec_runs_the_launcher_and_interrupts_by_message(tmp_path):
-    if shutil.which("bwrap") is None:
-        pytest.skip("bwrap is not installed")
     with sandbox.BwrapKernel(tmp_path / "quizzes", LIMITS) as box:
         spec = json.loads((box.dir / "kernels" / sandbox.KERNEL_NAME / "kernel.json").read_text())
         settings = json.loads((box.dir / "sandbox.json").read_text())
