@@ -60,9 +60,18 @@ def test_the_sandbox_works_on_ci():
 
 # --------------------------------------------------------------------------- attacks
 def attacks(root: Path, other: Path, secret: Path, port: int) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """``{student: (code of the attack cell, error names the sandbox may cause)}``."""
+    """``{student: (code of the attack cell, error names the sandbox may cause)}``.
+
+    Filling the connection folder (the one place outside the sandbox it may write) is stopped
+    only when grading as root (a 1 MiB tmpfs), so that attack is only tried then.
+    """
     source = root / "source" / QUIZ / f"{QUIZ}.ipynb"
-    return {
+    fill = {"connection_folder": ("import os, sys\n"
+                                  "folder = os.path.dirname(sys.argv[sys.argv.index('-f') + 1])\n"
+                                  "for i in range(20):  # 20 x 4 MiB\n"
+                                  "    with open(os.path.join(folder, f'fill{i}.bin'), 'wb') as f:\n"
+                                  "        f.write(bytes(4 * 2**20))\n", ("OSError",))} if os.geteuid() == 0 else {}
+    return fill | {
         "read_solution": (f"for path in [{str(source)!r}, '../../../source/{QUIZ}/{QUIZ}.ipynb']:\n"
                           "    print(open(path).read())\n", ("FileNotFoundError",)),
         "read_secret": (f"print(open({str(secret)!r}).read())\n", ("FileNotFoundError",)),

@@ -18,7 +18,8 @@ What the kernel cannot do (``tests/test_sandbox.py`` tries each one):
 
 - see ``quizzes/`` (solutions, hidden tests, the gradebook, other students' folders), the
   exam secret, home directories or anything else not bound above (it is not mounted);
-- write anywhere but its tmpfs home and ``/tmp`` (both sized), and the connection folder;
+- write anywhere but its tmpfs home and ``/tmp`` (both sized), and the connection folder
+  (grading as root, a 1 MiB tmpfs; otherwise a folder on disk, files up to ``file_bytes``);
 - reach the network: it has its own network namespace with only a loopback, and its
   connection to the grader uses IPC (Unix) sockets in the connection folder;
 - use more than ``memory_bytes`` of address space per process (RLIMIT_AS), ``cpu_seconds``
@@ -56,6 +57,7 @@ KERNEL_NAME = "courseutils-sandbox"
 SANDBOX_UID = 65534  # "nobody" on Debian, Ubuntu, Fedora: owns nothing
 HOME = "/home/student"          # the kernel's working folder, a sized tmpfs
 SUBMISSION = "/run/submission"  # the student's autograded folder, read-only, copied to HOME
+RUNTIME_BYTES = 2**20           # the connection folder's tmpfs (grading as root): a JSON file and 5 sockets
 # Files of /etc a Python kernel reads (dynamic linker, time zone, user names); the rest of /etc is not shown.
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
              "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives")
@@ -100,6 +102,14 @@ class Limits:
 
 
 # --------------------------------------------------------------------------- grader side
+def _libc_call(name: str, *args) -> None:
+    """Call a libc function (``unshare``, ``mount``, ``umount2``) that Python 3.11's os module lacks."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
 def _kernel_paths(root: Path) -> list[str]:
     """Folders the kernel reads: the Python installation, the venv, and where courseutils is imported from."""
     import courseutils
@@ -138,6 +148,17 @@ class BwrapKernel:
         os.chmod(self.dir, 0o711)  # nobody may pass through to the connection folder, not list it
         self.runtime = self.dir / "run"
         self.runtime.mkdir(mode=0o700)
+        self.mounted = False
+        if os.geteuid() == 0:
+            # The kernel must create its sockets where the grader can reach them, so this folder is
+            # writable from the sandbox; as root, a 1 MiB tmpfs keeps it from filling the disk.
+            try:
+                _libc_call("mount", b"tmpfs", str(self.runtime).encode(), b"tmpfs", ctypes.c_ulong(0),
+                           f"size={RUNTIME_BYTES},nr_inodes=64,mode=0700".encode())
+            except OSError as exc:
+                self.__exit__()
+                raise CourseError(f"sandbox='bwrap': cannot mount the kernel's connection folder ({exc})") from exc
+            self.mounted = True
         settings = {"bwrap": self.bwrap, "python": sys.executable, "uid": SANDBOX_UID,
                     "paths": _kernel_paths(self.root), "runtime": str(self.runtime), "stage": str(self.dir / "stage"),
                     "limits": asdict(self.limits), "pythonpath": str(Path(courseutils.__file__).resolve().parents[1])}
@@ -163,6 +184,8 @@ class BwrapKernel:
         cfg.KernelManager.connection_file = str(self.runtime / "kernel.json")
 
     def __exit__(self, *exc) -> None:
+        if getattr(self, "mounted", False):
+            _libc_call("umount2", str(self.runtime).encode(), 2)  # MNT_DETACH: even if something still holds it
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -211,13 +234,6 @@ def resolve(mode: str, root: str | os.PathLike, limits: Limits | None = None) ->
 
 
 # --------------------------------------------------------------------------- launcher (outside bwrap)
-def _libc_call(name: str, *args) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if getattr(libc, name)(*args) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{name}: {os.strerror(err)}")
-
-
 def _stage(binds: list[tuple[str, str]], stage: Path) -> list[tuple[str, str]]:
     """Root only: bind each source into ``stage/<i>`` inside a private mount namespace of this process.
 
