@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 QUIZ   ?= all
 # Students `make autograde` grades at once, one process each; empty: one per CPU.
 WORKERS ?=
+# Where student code runs: auto (a bubblewrap sandbox per kernel when bwrap works, else a warning), bwrap, off.
+SANDBOX ?= auto
 # Exact versions CI tests; `make constraints` rewrites it from .venv.
 CONSTRAINTS := constraints.txt
 # Which extras to install: the package alone is what Colab needs; lab = JupyterLab,
@@ -105,8 +107,8 @@ else
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
 endif
 
-autograde: install  ## grade everything in quizzes/submitted (WORKERS=N students at once; default one per CPU)
-	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) $(if $(WORKERS),--workers $(WORKERS))
+autograde: install  ## grade everything in quizzes/submitted (WORKERS=N at once; SANDBOX=auto|bwrap|off)
+	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) --sandbox $(SANDBOX) $(if $(WORKERS),--workers $(WORKERS))
 
 feedback: install  ## HTML feedback (no hidden tests) in quizzes/feedback
 	$(PY) -m courseutils.grading feedback --quiz $(QUIZ)

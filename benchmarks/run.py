@@ -254,7 +254,7 @@ def render(results: dict) -> str:
         elif name == "autograde_class":
             mix = ", ".join(f"{v} {k}" for k, v in value["mix"].items())
             lines += [f"{value['submissions']} submissions of {value['quiz']} ({mix}), {value['workers']} workers "
-                      f"on {value['cpus']} CPUs: **{value['seconds']} s, {value['submissions_per_minute']} "
+                      f"on {value['cpus']} CPUs, sandbox {value.get('sandbox', 'off')}: **{value['seconds']} s, {value['submissions_per_minute']} "
                       f"submissions per minute**; {value['cpu_seconds_per_submission']} CPU s per submission "
                       f"(kernels and workers included), which allow {value['cpu_bound_submissions_per_minute']} "
                       f"per minute on an idle machine; load average {value['load_average_before']} before, "

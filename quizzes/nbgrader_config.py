@@ -35,6 +35,14 @@ c.QuizExecute.total_timeout = 300
 # (nbclient's "graceful" default waits for it, about 0.5 s per student); every output has
 # arrived by then, so the grades are the same.
 c.Execute.shutdown_kernel = "immediate"
+# Each student's kernel runs in a bubblewrap sandbox (`make autograde SANDBOX=auto|bwrap|off`,
+# docs/INSTRUCTORS.md): no course files, no network, and these limits; the defaults are
+# courseutils.grading.sandbox.Limits (uncomment to change one).
+# c.SandboxLimits.memory_bytes = 2 * 2**30  # address space per process (RLIMIT_AS)
+# c.SandboxLimits.cpu_seconds = 600         # CPU seconds per process (RLIMIT_CPU)
+# c.SandboxLimits.processes = 64            # processes and threads of one sandbox (RLIMIT_NPROC)
+# c.SandboxLimits.file_bytes = 64 * 2**20   # largest file it may write (RLIMIT_FSIZE)
+# c.SandboxLimits.tmpfs_bytes = 64 * 2**20  # size of its home folder and of /tmp
 c.Autograde.autograde_preprocessors = [
     "courseutils.grading.nbgrader_plugins.QuizExecute",
     "nbgrader.preprocessors.IgnorePattern",

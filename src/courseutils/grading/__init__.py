@@ -8,6 +8,7 @@
 - ``exam``: exam variants: givens drawn from a secret, options shuffled, no check cells, no key.
 - ``audit``: the checks that keep quizzes honest (option balance, repeats, leaks, answer types).
 - ``item_stats``: per-question statistics of a class's autograded submissions.
+- ``sandbox``: autograde's kernel in a bubblewrap sandbox (kernelspec launcher, rlimits, no network).
 - ``instructor``: release, collect, autograde, feedback, grades; ``python -m courseutils.grading``.
 
 May import: core, numerics, model, ggml, llamacpp, calib, algorithms, scoring, viz.

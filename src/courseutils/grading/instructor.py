@@ -10,6 +10,7 @@ directory; ``--root`` points elsewhere). The command line (every command has ``-
                                                                    # make release EXAM=1 SECRET_FILE=...
     python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
     python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force] [--workers N]
+                                            [--sandbox auto|off|bwrap|docker]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
     python -m courseutils.grading grades    [--out FILE]                     # grades.csv, item_stats.csv/.png
     python -m courseutils.grading audit     [--quiz all|NN_slug] [--no-types] # balance, repeats, leaks, types
@@ -18,11 +19,13 @@ Parsing quiz notebooks and building the instant-feedback keys live in
 :mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
 :mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Exam variants are
 built by :mod:`courseutils.grading.exam` and released by :func:`release_exam`. Autograding executes
-student code: run it under a separate account or in a container (docs/INSTRUCTORS.md).
+student code: each student's kernel runs in a bubblewrap sandbox (:mod:`courseutils.grading.sandbox`)
+where bubblewrap works, otherwise with a warning of what is not protected (docs/INSTRUCTORS.md).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import glob
 import os
@@ -42,6 +45,7 @@ from ..core.io import atomic_path
 from . import audit as quiz_audit, exam as quiz_exam, item_stats
 from .givens import read_secrets
 from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
+from .sandbox import MODES as SANDBOX_MODES, BwrapKernel, Limits, resolve as resolve_sandbox
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
                         execute_solutions, is_exam_variant, key_in_sync, parse_quiz, quiz_ids, source_digest,
                         write_key)
@@ -301,14 +305,15 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None):
+def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None, box: BwrapKernel | None = None):
     """nbgrader's API for autograding; several of them may write the SQLite gradebook at once.
 
     SQLite lets one process write at a time and makes the others wait up to a busy timeout,
     5 s by default, after which nbgrader's write fails ("database is locked") and nbgrader
     aborts the run. Parallel workers write distinct students' rows in short transactions,
     so waiting is always enough: the timeout is raised to :data:`GRADEBOOK_BUSY_TIMEOUT`.
-    A ``db_url`` set in ``nbgrader_config.py`` (another database) is left alone.
+    A ``db_url`` set in ``nbgrader_config.py`` (another database) is left alone. With ``box``,
+    the kernel is the sandboxed one of :class:`~courseutils.grading.sandbox.BwrapKernel`.
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -316,24 +321,31 @@ def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None):
     cfg = load_config(root, timeout=timeout, total_timeout=total_timeout)
     if "db_url" not in cfg.CourseDirectory:
         cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}?timeout={GRADEBOOK_BUSY_TIMEOUT}"
+    if box is not None:
+        box.configure(cfg)
     return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
 
 
 def _autograde_student(root: Path, quiz: str, student: str, force: bool, timeout: int | None,
-                       total_timeout: int | None) -> dict:
+                       total_timeout: int | None, sandbox: str = "off") -> dict:
     """One student's submission of ``quiz`` through nbgrader's autograde (runs in a worker process).
 
+    ``sandbox="bwrap"``: the kernel runs in a sandbox of its own (:mod:`courseutils.grading.sandbox`).
     Returns nbgrader's result: ``{"success": bool, "log": str, "error": str}``.
     """
-    api = _autograde_api(root, timeout, total_timeout)
-    with nbgrader_env():  # also in a worker: it caches nbgrader's schema version in this process
+    with contextlib.ExitStack() as stack:
+        box = None
+        if sandbox == "bwrap":
+            box = stack.enter_context(BwrapKernel(root, Limits.from_config(load_config(root))))
+        api = _autograde_api(root, timeout, total_timeout, box)
+        stack.enter_context(nbgrader_env(**(box.env if box else {})))  # also in a worker: caches nbgrader's schema version
         # nbgrader globs submitted/<student>/<quiz>; escaped, a folder name with glob characters
         # ("ada[2]", which nbgrader cannot grade anyway) never matches another student's folder
         return api.autograde(quiz, glob.escape(student), force=force, create=True)
 
 
 def _grade_students(root: Path, quiz: str, students: list[str], force: bool, timeout: int | None,
-                    total_timeout: int | None, workers: int, progress: bool) -> dict[str, dict]:
+                    total_timeout: int | None, workers: int, progress: bool, sandbox: str = "off") -> dict[str, dict]:
     """``{student: nbgrader's result}``, grading ``workers`` students at once.
 
     One worker grades in this process; more start that many worker processes, each running
@@ -349,7 +361,7 @@ def _grade_students(root: Path, quiz: str, students: list[str], force: bool, tim
 
     from tqdm.auto import tqdm
 
-    args = [(root, quiz, s, force, timeout, total_timeout) for s in students]
+    args = [(root, quiz, s, force, timeout, total_timeout, sandbox) for s in students]
     bar = tqdm(total=len(students), desc=f"autograde {quiz}", unit="submission", disable=not progress)
     results: dict[str, dict] = {}
     if workers == 1 or len(students) == 1:
@@ -374,7 +386,7 @@ def _grade_students(root: Path, quiz: str, students: list[str], force: bool, tim
 
 def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*",
               force: bool = False, timeout: int | None = None, total_timeout: int | None = None,
-              workers: int | None = None, progress: bool = True) -> dict[str, dict]:
+              workers: int | None = None, progress: bool = True, sandbox: str = "auto") -> dict[str, dict]:
     """Autograde ``submitted/<student>/<quiz>/``: nbgrader's autograde, one run per student.
 
     ``workers`` students are graded at once (default :func:`default_workers`, one per CPU),
@@ -382,6 +394,12 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
     in this process. The scores are the same either way: every student gets nbgrader's own
     autograde in a fresh kernel, and the workers share the gradebook through SQLite's locking
     (:func:`_autograde_api`).
+
+    ``sandbox``: ``"auto"`` (default) runs each student's kernel in its own bubblewrap
+    sandbox where bubblewrap works, otherwise unprotected with a
+    :class:`~courseutils.grading.sandbox.SandboxWarning`; ``"bwrap"`` insists on the sandbox,
+    ``"off"`` runs without it (warning too); ``"docker"`` is not implemented yet. Limits come
+    from ``c.SandboxLimits`` in ``nbgrader_config.py`` (see :mod:`courseutils.grading.sandbox`).
 
     Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...], "log": str,
     "logs": {student: str}}}``. A submission nbgrader cannot process (kernel died, unreadable
@@ -393,6 +411,7 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise CourseError(f"workers={workers!r}: use a whole number >= 1 (students graded at once)")
     root = course_root(root)
+    sandbox = resolve_sandbox(sandbox, root, Limits.from_config(load_config(root)))
     report: dict[str, dict] = {}
     for q in _select(quiz, root, exams=True):
         submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"{student}/{q}")
@@ -402,7 +421,7 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
             continue
         if not _released(q, root):
             release(q, root)
-        results = _grade_students(root, q, submitted, force, timeout, total_timeout, workers, progress)
+        results = _grade_students(root, q, submitted, force, timeout, total_timeout, workers, progress, sandbox)
         done = {s for s in submitted
                 if results[s].get("success") and (root / "autograded" / s / q / f"{q}.ipynb").is_file()}
         graded = {s: v for s, v in scores(q, root).items() if s in done}
@@ -549,7 +568,7 @@ def _cpu_seconds() -> float:
 
 
 def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers: int | None = None,
-                         root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+                         root: str | os.PathLike | None = None, progress: bool = True, sandbox: str = "auto") -> dict:
     """Autograde a class of ``n`` submissions of ``quiz`` and time it (``make bench``).
 
     Works in a temporary copy of the course root: release, ``n`` submissions cycling through
@@ -559,7 +578,9 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
     minute, CPU seconds per submission (this process, the workers and the kernels), the rate
     those CPU seconds allow on an otherwise idle machine (``min(workers, CPUs)`` CPUs busy:
     60 · min(workers, CPUs) / CPU s per submission), and the load average before and after,
-    since other work on a shared machine slows the wall time.
+    since other work on a shared machine slows the wall time. ``sandbox`` as in :func:`autograde`;
+    the result names the one used (with ``"bwrap"`` the CPU seconds leave out the kernels:
+    they are killed inside the sandbox, and their time never reaches this process).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CourseError(f"n={n!r}: use a whole number >= 1 (submissions to grade)")
@@ -581,9 +602,10 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
             folder.mkdir(parents=True)
             nbformat.write(samples[kind][0], str(folder / f"{quiz}.ipynb"))
             expected[student] = float(samples[kind][1])
+        sandbox = resolve_sandbox(sandbox, work, Limits.from_config(load_config(work)))
         load_before, cpu_before = os.getloadavg(), _cpu_seconds()
         start = time.perf_counter()
-        report = autograde(quiz, work, workers=workers, progress=progress)[quiz]
+        report = autograde(quiz, work, workers=workers, progress=progress, sandbox=sandbox)[quiz]
         seconds = time.perf_counter() - start
         cpu = _cpu_seconds() - cpu_before
         load_after = os.getloadavg()
@@ -595,7 +617,7 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
                               f"{[expected[s] for s in wrong[:3]]}); log of the first:\n{report['logs'][wrong[0]][-3000:]}")
     return {"quiz": quiz, "submissions": n, "mix": {k: sum(1 for i in range(n) if kinds[i % len(kinds)] == k)
                                                      for k in kinds},
-            "workers": workers, "cpus": default_workers(), "seconds": round(seconds, 1),
+            "workers": workers, "cpus": default_workers(), "sandbox": sandbox, "seconds": round(seconds, 1),
             "submissions_per_minute": round(60 * n / seconds, 1),
             "cpu_seconds_per_submission": round(cpu / n, 2),
             # what the CPUs allow with nothing else running: each busy worker keeps one CPU busy
@@ -637,12 +659,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("notebook", help="the student's .ipynb file")
     a = sub.add_parser("autograde", parents=[common, any_quiz, any_student], help="grade quizzes/submitted/ (runs student code!)",
                        description="nbgrader autograde, one run per student, several students at once (--workers). "
-                                   "Runs student code: use a separate account or container.")
+                                   "Runs student code: each kernel in a bubblewrap sandbox where available (--sandbox).")
     a.add_argument("--force", action="store_true", help="regrade submissions that were already autograded")
     a.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py, 60)")
     a.add_argument("--workers", type=int, default=None,
                    help=f"students graded at once, each in its own process (default: the CPUs here, {default_workers()}; "
                         "1: one after another in this process)")
+    a.add_argument("--sandbox", choices=SANDBOX_MODES, default="auto",
+                   help="auto (default): each student's kernel in a bubblewrap sandbox when bwrap works here, else "
+                        "unprotected with a warning; bwrap: fail without it; off: no sandbox; docker: not implemented yet")
     sub.add_parser("feedback", parents=[common, any_quiz, any_student], help="HTML feedback without hidden tests in quizzes/feedback/",
                    description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
     g = sub.add_parser("grades", parents=[common], help="export grades (grades.csv) and item statistics (item_stats.csv/.png)",
@@ -706,7 +731,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "autograde":
         status = 0
         for q, rep in autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout,
-                                workers=args.workers).items():
+                                workers=args.workers, sandbox=args.sandbox).items():
             if not rep["graded"] and not rep["failed"]:
                 print(f"{q}: nothing to grade in {root / 'submitted'}/{args.student}/{q}")
             for s, (score, total) in sorted(rep["graded"].items()):
