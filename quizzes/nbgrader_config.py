@@ -35,6 +35,9 @@ c.QuizExecute.total_timeout = 300
 # (nbclient's "graceful" default waits for it, about 0.5 s per student); every output has
 # arrived by then, so the grades are the same.
 c.Execute.shutdown_kernel = "immediate"
+# The kernel logs only errors: its "Kernel is running over TCP without encryption" warning
+# (the kernel and nbgrader talk over localhost) would otherwise print once per submission.
+c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
 c.Autograde.autograde_preprocessors = [
     "courseutils.grading.nbgrader_plugins.QuizExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -53,6 +56,8 @@ c.OverwriteCells.add_missing_cells = True
 # quiz with a locked "givens" cell, each hidden test marked `# @givens` gets its own copy of
 # the givens (drawn from c.InstantiateGivens.secret_file for an exam); quizzes without a
 # givens cell are released unchanged. See courseutils/grading/givens.py.
+# StampQuizId writes the quiz id into the notebook's metadata (courseutils.quiz), so a notebook
+# collected under the wrong quiz is refused.
 # (the "quiz" cell metadata holds tolerances and deliberately wrong implementations used by
 # the pipeline tests; students do not need it).
 c.GenerateAssignment.preprocessors = [
@@ -70,6 +75,7 @@ c.GenerateAssignment.preprocessors = [
     "nbgrader.preprocessors.ComputeChecksums",
     "nbgrader.preprocessors.CheckCellMetadata",
     "courseutils.grading.nbgrader_plugins.StripQuizMetadata",
+    "courseutils.grading.nbgrader_plugins.StampQuizId",
 ]
 
 # --- feedback: never show hidden tests ----------------------------------------------------

@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import datetime as dt
 import glob
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +46,9 @@ from ..core.io import atomic_path
 from . import audit as quiz_audit, exam as quiz_exam, item_stats
 from .givens import read_secrets
 from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
-from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
+from .submissions import (DEFAULT_PATTERN, STUDENT_ID, ZipSubmission, check_quiz, check_student, file_time,
+                          notebook_quiz, parse_time, plan_zip, read_names, timestamp_text)
+from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root, course_root_origin,
                         execute_solutions, is_exam_variant, key_in_sync, parse_quiz, quiz_ids, source_digest,
                         write_key)
 
@@ -56,7 +62,6 @@ __all__ = [
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Seconds an autograde worker waits for another worker's write to the SQLite gradebook
 # (SQLite's own default, 5 s, can run out on a loaded machine; see _autograde_api).
 GRADEBOOK_BUSY_TIMEOUT = 600
@@ -123,7 +128,7 @@ def read_roster(path: str | os.PathLike) -> list[str]:
     students = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     bad = [s for s in students if not STUDENT_ID.fullmatch(s)]
     if bad:
-        raise CourseError(f"roster={str(path)!r}: ids {bad[:5]} are not valid; use letters, digits, '_', '-' or '.'")
+        raise CourseError(f"roster={str(path)!r}: ids {bad[:5]} are not valid; use letters, digits, '_', '-', '.' or '@'")
     if len(set(students)) != len(students):
         raise CourseError(f"roster={str(path)!r} lists a student twice")
     if not students:
@@ -217,34 +222,79 @@ def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
 
 
 def collect(quiz: str, student: str, notebook: str | os.PathLike,
-            root: str | os.PathLike | None = None) -> Path:
-    """Copy a student's notebook to ``submitted/<student>/<quiz>/<quiz>.ipynb``.
+            root: str | os.PathLike | None = None, timestamp: str | dt.datetime | None = None) -> Path:
+    """Copy a student's notebook to ``submitted/<student>/<quiz>/<quiz>.ipynb`` with its submission time.
 
-    Refuses to overwrite an existing submission: move or delete it yourself first.
+    ``timestamp.txt`` gets the time the student submitted: ``timestamp`` (ISO 8601 text or a
+    datetime; without a zone, UTC) when given, else the notebook file's modification time
+    (keep it when downloading: ``cp -p``, the LMS's zip, :func:`collect_zip`). nbgrader
+    compares it with the quiz's due date. A notebook of another quiz is refused
+    (:func:`courseutils.grading.submissions.check_quiz`), and an existing submission is never
+    overwritten: move or delete it yourself first.
     """
     root = course_root(root)
     _select(quiz, root, exams=True)
-    if not STUDENT_ID.fullmatch(student or ""):
-        raise CourseError(f"student={student!r}: use letters, digits, '_', '-' or '.'")
+    check_student(student)
     src = Path(notebook)
     if not src.is_file():
         raise CourseError(f"notebook={str(notebook)!r} is not a file")
     try:
-        nbformat.read(str(src), as_version=4)
+        nb = nbformat.read(str(src), as_version=4)
     except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
         raise CourseError(f"notebook={str(notebook)!r} is not a readable notebook ({exc})") from exc
+    check_quiz(nb, quiz, f"notebook={str(notebook)!r}")
+    if timestamp is None:
+        when = file_time(src)
+    else:
+        when = timestamp if isinstance(timestamp, dt.datetime) else parse_time(timestamp)
+    return _store(root, quiz, student, src.read_bytes(), when)
+
+
+def _store(root: Path, quiz: str, student: str, data: bytes, when: dt.datetime) -> Path:
+    """Write one submission and its ``timestamp.txt`` (each atomically); never overwrite."""
     dest_dir = root / "submitted" / student / quiz
     dest = dest_dir / f"{quiz}.ipynb"
     if dest.exists():
         raise CourseError(f"{dest} exists: a submission is never overwritten; remove it first to replace it")
     dest_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest_dir / "timestamp.txt") as tmp:
+        tmp.write_text(timestamp_text(when), encoding="utf-8")
     with atomic_path(dest) as tmp:  # an interrupted copy must not pass for a submission
-        shutil.copyfile(src, tmp)
-    stamp = dest_dir / "timestamp.txt"
-    if not stamp.exists():
-        with atomic_path(stamp) as tmp:
-            tmp.write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z"), encoding="utf-8")
+        tmp.write_bytes(data)
     return dest
+
+
+def collect_zip(quiz: str, zip_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                pattern: str = DEFAULT_PATTERN, names: str | os.PathLike | None = None,
+                dry_run: bool = False, tz: str = "UTC") -> list[ZipSubmission]:
+    """Collect every notebook of an LMS download (a zip of files named by student) into ``quiz``.
+
+    :func:`courseutils.grading.submissions.plan_zip` maps each entry to a student
+    (``pattern``, ``names``: a CSV ``name,student``); each submission's time is the zip
+    entry's time (``tz``: the zone of entries without a UTC time, an IANA name such as
+    ``Europe/Berlin``). A student who already has a submission is skipped (never
+    overwritten). ``dry_run``: only the plan. Returns the plan; entries with a ``problem``
+    were not collected, the others were (unless ``dry_run`` or ``note`` says skipped).
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    root = course_root(root)
+    _select(quiz, root, exams=True)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise CourseError(f"tz={tz!r} is not a time zone; use an IANA name such as 'UTC' or 'Europe/Berlin'") from exc
+    plan = plan_zip(zip_path, quiz, pattern, read_names(names) if names is not None else None, zone)
+    for item in plan:
+        if item.problem or item.note:
+            continue
+        dest = root / "submitted" / item.student / quiz / f"{quiz}.ipynb"
+        if dest.exists():
+            item.note = f"{dest.relative_to(root)} exists: skipped (never overwritten)"
+        elif not dry_run:
+            with zipfile.ZipFile(zip_path) as archive:
+                _store(root, quiz, item.student, archive.read(item.entry), item.time)
+    return plan
 
 
 def _gradebook(root: Path):
@@ -383,10 +433,18 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
     autograde in a fresh kernel, and the workers share the gradebook through SQLite's locking
     (:func:`_autograde_api`).
 
-    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...], "log": str,
-    "logs": {student: str}}}``. A submission nbgrader cannot process (kernel died, unreadable
-    notebook) is listed in ``failed`` and the others are still graded. Submissions are only
-    read, never changed.
+    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...],
+    "reasons": {student: one line}, "skipped": [student, ...], "manual": [student, ...],
+    "log": str, "logs": {student: str}, "log_file": Path | None}}``. A submission nbgrader
+    cannot process (kernel died, unreadable notebook), or a notebook of another quiz
+    (refused before grading, see :func:`courseutils.grading.submissions.check_quiz`), is
+    listed in ``failed`` with a one-line reason, and the others are still graded. ``skipped``:
+    graded before and unchanged since (nbgrader skips them unless ``force``); ``manual``:
+    regraded with ``force`` while the gradebook holds manual grades for them (nbgrader keeps
+    a manual score over the new automatic one). Each quiz's full log goes to
+    ``<root>/logs/autograde_<quiz>_<time>.log``; the failures are recorded in
+    ``<root>/logs/failures.json`` for :func:`export_grades`. Submissions are only read,
+    never changed.
     """
     if workers is None:
         workers = default_workers()
@@ -398,18 +456,100 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
         submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"{student}/{q}")
                            if p.is_dir()) if (root / "submitted").is_dir() else []
         if not submitted:
-            report[q] = {"graded": {}, "failed": [], "log": "no submissions", "logs": {}}
+            report[q] = {"graded": {}, "failed": [], "reasons": {}, "skipped": [], "manual": [],
+                         "log": "no submissions", "logs": {}, "log_file": None}
             continue
-        if not _released(q, root):
+        refused = _wrong_quiz(root, q, submitted)
+        to_grade = [s for s in submitted if s not in refused]
+        if to_grade and not _released(q, root):
             release(q, root)
-        results = _grade_students(root, q, submitted, force, timeout, total_timeout, workers, progress)
-        done = {s for s in submitted
-                if results[s].get("success") and (root / "autograded" / s / q / f"{q}.ipynb").is_file()}
+        autograded = {s: root / "autograded" / s / q / f"{q}.ipynb" for s in submitted}
+        before = {s: autograded[s].stat().st_mtime_ns if autograded[s].is_file() else None for s in to_grade}
+        manual = _manual_grades(root, q, to_grade) if force else []
+        results = _grade_students(root, q, to_grade, force, timeout, total_timeout, workers, progress) if to_grade else {}
+        done = {s for s in to_grade if results[s].get("success") and autograded[s].is_file()}
         graded = {s: v for s, v in scores(q, root).items() if s in done}
-        logs = {s: results[s].get("log", "") + results[s].get("error", "") for s in submitted}
-        report[q] = {"graded": graded, "failed": sorted(set(submitted) - done),
-                     "log": "".join(f"--- {s}\n{logs[s]}" for s in submitted), "logs": logs}
+        reasons = {s: failure_reason(results[s]) for s in to_grade if s not in done} | refused
+        logs = {s: results[s].get("log", "") + results[s].get("error", "") if s in results else refused[s] + "\n"
+                for s in submitted}
+        log = "".join(f"--- {s}\n{logs[s]}" for s in submitted)
+        report[q] = {"graded": graded, "failed": sorted(reasons), "reasons": reasons,
+                     "skipped": sorted(s for s in done if before[s] is not None
+                                       and autograded[s].stat().st_mtime_ns == before[s]),
+                     "manual": manual, "log": log, "logs": logs,
+                     "log_file": _write_log(root, q, log), }
+        _record_failures(root, q, done, reasons)
     return report
+
+
+def _wrong_quiz(root: Path, quiz: str, students: list[str]) -> dict[str, str]:
+    """``{student: reason}`` for submissions of ``quiz`` that are notebooks of another quiz."""
+    refused = {}
+    for s in students:
+        path = root / "submitted" / s / quiz / f"{quiz}.ipynb"
+        try:
+            check_quiz(nbformat.read(str(path), as_version=4), quiz, f"submitted/{s}/{quiz}/{path.name}")
+        except CourseError as exc:
+            refused[s] = str(exc)
+        except Exception:  # missing or unreadable: nbgrader reports it, with its own reason
+            pass
+    return refused
+
+
+def failure_reason(result: dict) -> str:
+    """One line saying why nbgrader could not grade a submission, from its result's log and error."""
+    text = f"{result.get('log', '')}\n{result.get('error', '')}"
+    if "became unresponsive" in text:
+        return ("the kernel stopped answering (a loop that ignores interrupts, or memory exhausted); "
+                "grade it by hand or fix the loop and regrade with --force")
+    if "No submitted file" in text or "No notebooks were matched" in text:
+        return "no notebook named <quiz>.ipynb in the submission folder"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):  # the last exception raised, e.g. "NotJSONError: Notebook does not appear to be JSON"
+        if (re.match(r"^[\w.]+(Error|Exception|Exit)\b:?", line) and "Traceback" not in line
+                and "NbGraderException" not in line):  # nbgrader's own closing line says nothing
+            return line[:300]
+    errors = [line for line in lines if "[ERROR]" in line or "ERROR" in line.split(" ")[:3]]
+    if errors:
+        return errors[0][:300]
+    return (lines[-1][:300] if lines else "nbgrader reported a failure without a log")
+
+
+def _write_log(root: Path, quiz: str, log: str) -> Path:
+    """Write one autograde run's full log to ``<root>/logs/autograde_<quiz>_<UTC time>.log``."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = root / "logs" / f"autograde_{quiz}_{stamp}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(log, encoding="utf-8")
+    return path
+
+
+def read_failures(root: str | os.PathLike | None = None) -> dict[str, dict[str, str]]:
+    """``{quiz: {student: reason}}`` of the submissions whose last autograde failed."""
+    path = course_root(root) / "logs" / "failures.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _record_failures(root: Path, quiz: str, graded: set[str], failed: dict[str, str]) -> None:
+    """Update ``logs/failures.json``: ``failed`` students of ``quiz`` added, ``graded`` ones removed."""
+    record = read_failures(root)
+    entry = {s: r for s, r in record.get(quiz, {}).items() if s not in graded} | failed
+    if entry:
+        record[quiz] = entry
+    else:
+        record.pop(quiz, None)
+    path = root / "logs" / "failures.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _manual_grades(root: Path, quiz: str, students: list[str]) -> list[str]:
+    """Students among ``students`` whose submission of ``quiz`` has a manual score in the gradebook."""
+    manual = _per_submission(quiz, root, lambda sub: any(g.manual_score is not None for nb in sub.notebooks
+                                                         for g in nb.grades))
+    return sorted(s for s in students if manual.get(s))
 
 
 def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*") -> list[Path]:
@@ -426,15 +566,129 @@ def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: 
     return out
 
 
-def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> Path:
-    """Write every grade in the gradebook to a CSV (default ``quizzes/grades.csv``) with nbgrader's exporter."""
-    from nbgrader.plugins import CsvExportPlugin
+GRADE_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                 "status", "reason", "raw_score", "seconds_late", "late_submission_penalty", "score",
+                 "max_score", "manual_grades"]
+QUESTION_COLUMNS = ["assignment", "student_id", "status", "question", "score", "max_score", "manual"]
+# Column names the LMSs' grade import reads: Canvas matches students by "SIS User ID" (or
+# "SIS Login ID"), Moodle by "ID number", "Username" or "Email address"; one column per quiz.
+LMS_COLUMNS = {"canvas": ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"],
+               "moodle": ["First name", "Last name", "ID number", "Email address"]}
+
+
+def grade_rows(root: str | os.PathLike | None = None) -> tuple[list[dict], list[dict]]:
+    """Every (quiz, student) of the gradebook, and every graded question: ``(rows, question_rows)``.
+
+    A student is each one in the gradebook (``nbgrader db student import``) or with a folder
+    under ``submitted/``. ``status``: ``graded`` (autograded), ``failed`` (the last autograde
+    failed; ``reason`` says why, see :func:`autograde`), ``ungraded`` (submitted, not yet
+    autograded) or ``missing`` (nothing submitted). ``seconds_late`` and
+    ``late_submission_penalty`` come from nbgrader (the submission's ``timestamp.txt`` against
+    the quiz's due date; ``score`` = ``raw_score`` - penalty, at least 0); ``manual_grades``
+    counts questions whose score was set by hand (nbgrader keeps them over regrades).
+    """
+    from nbgrader.api import MissingEntry
 
     root = course_root(root)
+    failures = read_failures(root)
+    rows, questions = [], []
+    with _gradebook(root) as gb:
+        people = {st.id: st for st in gb.students}
+        submitted_dir = root / "submitted"
+        folders = {p.name for p in submitted_dir.iterdir() if p.is_dir()} if submitted_dir.is_dir() else set()
+        for assignment in sorted(gb.assignments, key=lambda a: a.name):
+            q = assignment.name
+            for sid in sorted(set(people) | folders):
+                person = people.get(sid)
+                row = {"assignment": q, "duedate": assignment.duedate or "", "student_id": sid,
+                       "last_name": getattr(person, "last_name", None) or "",
+                       "first_name": getattr(person, "first_name", None) or "",
+                       "email": getattr(person, "email", None) or "", "max_score": float(assignment.max_score),
+                       "timestamp": "", "reason": "", "raw_score": 0.0, "seconds_late": 0.0,
+                       "late_submission_penalty": 0.0, "score": 0.0, "manual_grades": 0}
+                try:
+                    sub = gb.find_submission(q, sid)
+                except MissingEntry:
+                    sub = None
+                handed_in = (submitted_dir / sid / q).is_dir()
+                if sid in failures.get(q, {}):
+                    row["status"], row["reason"] = "failed", failures[q][sid]
+                elif sub is not None and (root / "autograded" / sid / q / f"{q}.ipynb").is_file():
+                    row["status"] = "graded"
+                elif handed_in:
+                    row["status"] = "ungraded"
+                else:
+                    row["status"] = "missing"
+                if sub is not None and row["status"] == "graded":
+                    grades = [g for nb in sub.notebooks for g in nb.grades]
+                    penalty = float(sub.late_submission_penalty or 0.0)
+                    row.update(timestamp=sub.timestamp or "", raw_score=float(sub.score),
+                               seconds_late=float(sub.total_seconds_late or 0.0), late_submission_penalty=penalty,
+                               score=max(0.0, float(sub.score) - penalty),
+                               manual_grades=sum(g.manual_score is not None for g in grades))
+                    questions += [{"assignment": q, "student_id": sid, "status": row["status"], "question": g.name,
+                                   "score": float(g.score), "max_score": float(g.max_score),
+                                   "manual": int(g.manual_score is not None)}
+                                  for g in sorted(grades, key=lambda g: g.name)]
+                elif sub is not None and sub.timestamp:
+                    row["timestamp"] = sub.timestamp
+                rows.append(row)
+    return rows, questions
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+                  by_question: str | os.PathLike | None = None) -> Path:
+    """Write ``grades.csv`` (one row per quiz and student, :func:`grade_rows`) and ``grades_by_question.csv``.
+
+    ``out`` defaults to ``<root>/grades.csv``; ``by_question`` (one row per graded question:
+    ``assignment, student_id, status, question, score, max_score, manual``) to
+    ``grades_by_question.csv`` next to it. The first columns are nbgrader's own CSV export's.
+    Returns the path of ``grades.csv``.
+    """
+    root = course_root(root)
     final = Path(out) if out is not None else root / "grades.csv"
-    with atomic_path(final) as tmp, _gradebook(root) as gb:
-        CsvExportPlugin(to=str(tmp)).export(gb)
-    return final
+    rows, questions = grade_rows(root)
+    _write_csv(Path(by_question) if by_question is not None else final.with_name("grades_by_question.csv"),
+               QUESTION_COLUMNS, questions)
+    return _write_csv(final, GRADE_COLUMNS, rows)
+
+
+def export_lms(lms: str = "canvas", out: str | os.PathLike | None = None,
+               root: str | os.PathLike | None = None) -> Path:
+    """Totals for an LMS's grade import: one row per student, one column per quiz (after late penalties).
+
+    ``lms``: ``canvas`` (columns ``Student, ID, SIS User ID, SIS Login ID, Section``, the
+    student id in both SIS columns; Canvas's "Import" matches on them) or ``moodle``
+    (``First name, Last name, ID number, Email address``; map "ID number" or "Email
+    address" to the user in Moodle's CSV grade import). A quiz column is named after the
+    quiz with its points, ``00_setup_and_tour (15)``; a missing or failed quiz is left
+    empty, so the LMS keeps whatever it has. Default ``out``: ``<root>/grades_<lms>.csv``.
+    """
+    if lms not in LMS_COLUMNS:
+        raise CourseError(f"lms={lms!r}: allowed: {sorted(LMS_COLUMNS)}")
+    root = course_root(root)
+    rows, _ = grade_rows(root)
+    quizzes = {r["assignment"]: r["max_score"] for r in rows}
+    columns = {q: f"{q} ({m:g})" for q, m in quizzes.items()}
+    table: dict[str, dict] = {}
+    for r in rows:
+        person = table.setdefault(r["student_id"], {
+            "Student": ", ".join(x for x in (r["last_name"], r["first_name"]) if x) or r["student_id"],
+            "ID": "", "SIS User ID": r["student_id"], "SIS Login ID": r["student_id"], "Section": "",
+            "First name": r["first_name"], "Last name": r["last_name"], "ID number": r["student_id"],
+            "Email address": r["email"]})
+        person[columns[r["assignment"]]] = f"{r['score']:g}" if r["status"] == "graded" else ""
+    final = Path(out) if out is not None else root / f"grades_{lms}.csv"
+    return _write_csv(final, LMS_COLUMNS[lms] + list(columns.values()), [table[s] for s in sorted(table)])
 
 
 def export_item_stats(root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -705,17 +959,23 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "autograde":
         status = 0
-        for q, rep in autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout,
-                                workers=args.workers).items():
-            if not rep["graded"] and not rep["failed"]:
-                print(f"{q}: nothing to grade in {root / 'submitted'}/{args.student}/{q}")
+        report = autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout,
+                           workers=args.workers)
+        for q, rep in report.items():
             for s, (score, total) in sorted(rep["graded"].items()):
-                print(f"{q}  {s:<20} {score:g}/{total:g}")
+                note = ""
+                if s in rep["skipped"]:
+                    note = "  (graded before, unchanged since: not regraded; --force regrades)"
+                elif s in rep["manual"]:
+                    note = "  (regraded; its manual grades are kept and override the new automatic scores)"
+                print(f"{q}  {s:<20} {score:g}/{total:g}{note}")
             for s in rep["failed"]:
                 status = 1
-                print(f"{q}  {s:<20} FAILED: nbgrader could not grade it; see its log below")
-            for s in rep["failed"]:
-                print(f"--- {q} {s}\n{rep['logs'][s][-4000:]}")
+                print(f"{q}  {s:<20} FAILED: {rep['reasons'][s]}")
+            if rep["log_file"] is not None:
+                print(f"{q}: full log in {rep['log_file']}")
+        if not any(rep["graded"] or rep["failed"] for rep in report.values()):
+            print(f"nothing to grade: no submission matches {root / 'submitted'}/{args.student}/{args.quiz}")
         return status
     if args.cmd == "feedback":
         for path in feedback(args.quiz, root, student=args.student):

@@ -5,6 +5,8 @@
 - :class:`QuizExecute` (autograde): nbgrader's Execute plus a total time budget per notebook.
 - :class:`HideTestOutputs` (feedback): a failing test cell shows one line, no traceback.
 - :class:`StripQuizMetadata` (release): drops the authoring metadata ``cell.metadata["quiz"]``.
+- :class:`StampQuizId` (release): writes the quiz id into ``metadata.courseutils.quiz``, so
+  collecting refuses a notebook of another quiz.
 - :class:`InstantiateGivens` (release): copies the givens into the hidden tests (exam mode:
   draws them from a secret first); a quiz without a givens cell is left unchanged.
 
@@ -30,7 +32,7 @@ from traitlets import Integer, Unicode
 from ..core.errors import CourseError
 from .givens import GIVENS_ID, MARKER, draw_givens, inject_givens, parse_givens, read_secret, rewrite_givens
 
-__all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "nbgrader_env"]
+__all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "StampQuizId", "InstantiateGivens", "nbgrader_env"]
 
 
 class QuizExecute(Execute):
@@ -97,6 +99,21 @@ class StripQuizMetadata(NbGraderPreprocessor):
     def preprocess_cell(self, cell, resources, index):
         cell.metadata.pop("quiz", None)
         return cell, resources
+
+
+class StampQuizId(NbGraderPreprocessor):
+    """Release: ``metadata.courseutils.quiz`` = the assignment (``NN_slug`` or ``NN_slug_exam_K``).
+
+    Grade ids (``q01_test``) repeat across quizzes, so without it nothing in a student's
+    notebook says which quiz it is (see :func:`courseutils.grading.submissions.notebook_quiz`).
+    """
+
+    def preprocess(self, nb, resources):
+        quiz = (resources or {}).get("nbgrader", {}).get("assignment", "")
+        if not quiz:
+            raise CourseError("StampQuizId: nbgrader gave no assignment name")
+        nb.metadata.setdefault("courseutils", {})["quiz"] = quiz
+        return nb, resources
 
 
 class InstantiateGivens(NbGraderPreprocessor):
