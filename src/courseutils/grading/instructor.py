@@ -1,19 +1,22 @@
 """Instructor side of the quizzes: release, collect, autograde, feedback, grades, and keys.
 
 Everything goes through nbgrader's own Python API (:class:`nbgrader.apps.NbGraderAPI`)
-on the course root ``quizzes/`` (found from this file, so the commands work from any
-directory; ``--root`` points elsewhere). The command line (every command has ``--help``)::
+on the course root: ``--root``, else ``./quizzes`` or ``.`` in the current directory, else
+the ``quizzes/`` next to the installed package (every command prints which, on stderr). The command line (every command has ``--help``)::
 
     python -m courseutils.grading keys      [--quiz all|NN_slug] [--check]   # make quiz-keys
     python -m courseutils.grading release   [--quiz all|NN_slug]             # make release
     python -m courseutils.grading release   --exam --secret-file FILE [--roster FILE] [--quiz ...]
                                                                    # make release EXAM=1 SECRET_FILE=...
-    python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
+    python -m courseutils.grading collect   --quiz NN_slug --student ID [--timestamp TIME] NOTEBOOK
+    python -m courseutils.grading collect   --quiz NN_slug --zip LMS.zip [--dry-run] [--names CSV] [--pattern RE]
     python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force] [--workers N]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
-    python -m courseutils.grading grades    [--out FILE]                     # grades.csv, item_stats.csv/.png
+    python -m courseutils.grading grades    [--out FILE] [--lms canvas|moodle]
+                                        # grades.csv, grades_by_question.csv, grades_<lms>.csv, item_stats.csv/.png
     python -m courseutils.grading audit     [--quiz all|NN_slug] [--no-types] # balance, repeats, leaks, types
 
+Submission times, quiz ids and LMS zips are read by :mod:`courseutils.grading.submissions`.
 Parsing quiz notebooks and building the instant-feedback keys live in
 :mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
 :mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Exam variants are
@@ -56,7 +59,8 @@ __all__ = [
     "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
     "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "release_exam", "read_roster",
     "student_copies", "collect", "autograde", "default_workers",
-    "feedback", "export_grades", "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
+    "feedback", "export_grades", "export_lms", "grade_rows", "collect_zip", "read_failures", "failure_reason",
+    "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
     "wrong_answer_source", "sample_submissions", "time_class_autograde",
     "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "main",
 ]
@@ -84,6 +88,7 @@ def load_config(root: str | os.PathLike | None = None, timeout: int | None = Non
         cfg.QuizExecute.total_timeout = int(total_timeout)
     if secret_file is not None:
         cfg.InstantiateGivens.secret_file = str(secret_file)
+    cfg.HideTestOutputs.course_root = str(root)  # feedback reads the hints from source/
     return cfg
 
 
@@ -553,16 +558,34 @@ def _manual_grades(root: Path, quiz: str, students: list[str]) -> list[str]:
 
 
 def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*") -> list[Path]:
-    """HTML feedback ``feedback/<student>/<quiz>/<quiz>.html`` without hidden tests."""
+    """HTML feedback ``feedback/<student>/<quiz>/<quiz>.html`` without hidden tests.
+
+    Raises :class:`CourseError` when there is nothing to give feedback on: an unknown
+    ``student`` (no folder under ``submitted/``), a named ``quiz`` never autograded (for
+    that student), or no autograded submission at all. A failing question shows its number,
+    title and hint (:class:`courseutils.grading.nbgrader_plugins.HideTestOutputs`).
+    """
     root = course_root(root)
+    quizzes = _select(quiz, root, exams=True)
+    if student != "*":
+        check_student(student)
+        if not (root / "submitted" / student).is_dir() and not (root / "autograded" / student).is_dir():
+            raise CourseError(f"student={student!r} has no submission under {root / 'submitted'}")
     api = _api(root)
     out: list[Path] = []
-    for q in _select(quiz, root, exams=True):
-        if not list((root / "autograded").glob(f"{student}/{q}")):
+    for q in quizzes:
+        if not list((root / "autograded").glob(f"{glob.escape(student) if student != '*' else '*'}/{q}")):
+            if quiz != "all":
+                raise CourseError(f"quiz={q!r} has no autograded submission{'' if student == '*' else f' of {student}'}"
+                                  f" under {root / 'autograded'}; run autograde first")
             continue
         with nbgrader_env():
-            _result(api.generate_feedback(q, student, force=True), f"feedback of {q}")
-        out += sorted((root / "feedback").glob(f"{student}/{q}/*.html"))
+            _result(api.generate_feedback(q, glob.escape(student) if student != "*" else student, force=True),
+                    f"feedback of {q}")
+        out += sorted((root / "feedback").glob(f"{glob.escape(student) if student != '*' else '*'}/{q}/*.html"))
+    if not out:
+        raise CourseError(f"no autograded submission under {root / 'autograded'}: nothing to give feedback on; "
+                          f"run autograde first")
     return out
 
 
@@ -884,11 +907,26 @@ def _parser() -> argparse.ArgumentParser:
                         "student i (0-based) -> variant i mod K + 1")
     sub.add_parser("students", parents=[common, any_quiz], help="write answer-free copies to quizzes/student/ (committed)",
                    description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
-    c = sub.add_parser("collect", parents=[common], help="copy one student's notebook into quizzes/submitted/",
-                       description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb; never overwrites.")
-    c.add_argument("--quiz", required=True, help="the quiz NN_slug")
-    c.add_argument("--student", required=True, help="student id (letters, digits, _ - .)")
-    c.add_argument("notebook", help="the student's .ipynb file")
+    c = sub.add_parser("collect", parents=[common], help="copy one notebook, or a whole LMS zip, into quizzes/submitted/",
+                       description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb with its submission time "
+                                   "(--timestamp, else the file's modification time); or, with --zip, every notebook "
+                                   "of an LMS download (files named by student; the time of each zip entry). Never "
+                                   "overwrites a submission; refuses a notebook of another quiz.")
+    c.add_argument("--quiz", required=True, help="the quiz NN_slug (or exam variant NN_slug_exam_K)")
+    c.add_argument("--student", default=None, help="student id (letters, digits, _ - . @); not with --zip")
+    c.add_argument("--timestamp", default=None,
+                   help="submission time, ISO 8601 ('2026-12-01 17:05:00' is UTC, or with +01:00); "
+                        "default: the notebook file's modification time")
+    c.add_argument("--zip", default=None, help="an LMS download: a zip of notebooks named by student")
+    c.add_argument("--dry-run", action="store_true", help="with --zip: list who maps to which file, write nothing")
+    c.add_argument("--pattern", default=DEFAULT_PATTERN,
+                   help="with --zip: regular expression with a group (?P<student>...) searched in each entry's "
+                        "path without .ipynb (default: up to the first '_' or '/', as Canvas and Moodle name files)")
+    c.add_argument("--names", default=None,
+                   help="with --zip: CSV with columns name,student mapping LMS names (e.g. 'Ada Lovelace') to ids")
+    c.add_argument("--tz", default="UTC",
+                   help="with --zip: time zone of entries that carry no UTC time (IANA name; default UTC)")
+    c.add_argument("notebook", nargs="?", default=None, help="the student's .ipynb file (not with --zip)")
     a = sub.add_parser("autograde", parents=[common, any_quiz, any_student], help="grade quizzes/submitted/ (runs student code!)",
                        description="nbgrader autograde, one run per student, several students at once (--workers). "
                                    "Runs student code: use a separate account or container.")
@@ -903,6 +941,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="nbgrader's CSV export of the gradebook, then per-question statistics "
                                    "(difficulty, discrimination, options chosen, flags) of every autograded quiz.")
     g.add_argument("--out", default=None, help="CSV path (default: <root>/grades.csv)")
+    g.add_argument("--lms", choices=sorted(LMS_COLUMNS), action="append", default=None,
+                   help="also write <root>/grades_<lms>.csv with the totals under the LMS's import column names "
+                        "(repeat for both)")
     g.add_argument("--stats", default=None,
                    help="item statistics CSV (default: <root>/item_stats.csv; the plot goes next to it as .png)")
     au = sub.add_parser("audit", parents=[common, any_quiz], help="check option balance, repeats, leaks and answer types",
@@ -924,6 +965,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     root = course_root(args.root)
+    print(f"course root: {course_root_origin(args.root)}", file=sys.stderr)
     if args.cmd == "keys":
         stale = []
         for q in _select(args.quiz, root):
@@ -955,7 +997,25 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
         return 0
     if args.cmd == "collect":
-        print(f"collected {collect(args.quiz, args.student, args.notebook, root)}")
+        if args.zip is not None:
+            if args.student or args.notebook or args.timestamp:
+                raise CourseError("--zip collects every student in the zip: give no --student, --timestamp or NOTEBOOK")
+            plan = collect_zip(args.quiz, args.zip, root, args.pattern, args.names, args.dry_run, args.tz)
+            verb = "would collect" if args.dry_run else "collected"
+            for item in plan:
+                if item.problem:
+                    print(f"NOT COLLECTED  {item.entry}: {item.problem}")
+                elif item.note:
+                    print(f"skipped        {item.entry} -> {item.student}: {item.note}")
+                else:
+                    print(f"{verb:<14} {item.entry} -> {item.student} (submitted {timestamp_text(item.time)})")
+            if not plan:
+                raise CourseError(f"zip={args.zip!r} holds no .ipynb file")
+            return 1 if any(item.problem for item in plan) else 0
+        if not (args.student and args.notebook):
+            raise CourseError("collect needs --student ID and NOTEBOOK (or --zip FILE for a whole LMS download)")
+        dest = collect(args.quiz, args.student, args.notebook, root, args.timestamp)
+        print(f"collected {dest} (submitted {(dest.parent / 'timestamp.txt').read_text(encoding='utf-8')})")
         return 0
     if args.cmd == "autograde":
         status = 0
@@ -982,7 +1042,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"feedback {path}")
         return 0
     if args.cmd == "grades":
-        print(f"wrote {export_grades(args.out, root)}")
+        out = export_grades(args.out, root)
+        print(f"wrote {out} and {out.with_name('grades_by_question.csv')}")
+        for lms in args.lms or []:
+            print(f"wrote {export_lms(lms, root=root)}")
         written = export_item_stats(root, args.stats)
         for path in written:
             print(f"wrote {path}")

@@ -3,7 +3,8 @@
 ``quizzes/nbgrader_config.py`` names these preprocessors by their import path:
 
 - :class:`QuizExecute` (autograde): nbgrader's Execute plus a total time budget per notebook.
-- :class:`HideTestOutputs` (feedback): a failing test cell shows one line, no traceback.
+- :class:`HideTestOutputs` (feedback): a failing test cell shows one line (question, title, what
+  failed, hint), no traceback.
 - :class:`StripQuizMetadata` (release): drops the authoring metadata ``cell.metadata["quiz"]``.
 - :class:`StampQuizId` (release): writes the quiz id into ``metadata.courseutils.quiz``, so
   collecting refuses a notebook of another quiz.
@@ -18,6 +19,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -71,11 +73,26 @@ class QuizExecute(Execute):
 
 
 class HideTestOutputs(NbGraderPreprocessor):
-    """Feedback: replace a test cell's outputs by one line naming its error, if any.
+    """Feedback: a test cell shows one line saying which question failed and why, no traceback.
 
     Tracebacks quote the failing line (a hidden assertion), and a student's function may
-    print the hidden inputs it was called with; neither may reach the feedback.
+    print the hidden inputs it was called with; neither may reach the feedback. A failing
+    test cell ``qNN_test`` gets one error line: the question's number and title (its
+    ``### QNN · Title`` heading), what failed (the error; a bare ``AssertionError`` is a
+    hidden test that failed) and the question's hint, read from the instructor notebook
+    ``<course_root>/source/<quiz>/<quiz>.ipynb`` when ``course_root`` is set.
     """
+
+    course_root = Unicode("", help="Course root, to read the hints from source/; empty: no hints.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        self._titles, self._hints = _question_titles(nb), {}
+        info = (resources or {}).get("nbgrader", {})
+        if self.course_root and info.get("assignment") and info.get("notebook"):
+            source = Path(self.course_root) / "source" / info["assignment"] / f"{info['notebook']}.ipynb"
+            if source.is_file():
+                self._hints = _question_hints(nbformat.read(str(source), as_version=4))
+        return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and is_grade(cell) and not is_solution(cell):
@@ -83,7 +100,12 @@ class HideTestOutputs(NbGraderPreprocessor):
             errors = [o for o in cell.outputs if o.output_type == "error"]
             if errors:
                 evalue = (str(errors[0].get("evalue", "")).splitlines() or [""])[0][:200]
-                line = f"{errors[0].ename}: {evalue}" if evalue else errors[0].ename
+                what = f"{errors[0].ename}: {evalue}" if evalue else (
+                    "the hidden test failed (AssertionError)" if errors[0].ename == "AssertionError" else errors[0].ename)
+                qid = str(cell.metadata.get("nbgrader", {}).get("grade_id", "")).split("_")[0]
+                title = getattr(self, "_titles", {}).get(qid, qid.upper())
+                hint = getattr(self, "_hints", {}).get(qid)
+                line = f"✗ {title}: {what}" + (f". Hint: {hint}" if hint else "")
                 outputs.append(nbformat.v4.new_output("error", ename=errors[0].ename, evalue=evalue,
                                                       traceback=[line]))
             elif any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs):
@@ -91,6 +113,28 @@ class HideTestOutputs(NbGraderPreprocessor):
                     "stream", name="stdout", text="This test cell wrote to stderr, which nbgrader scores as 0.\n"))
             cell.outputs = outputs
         return cell, resources
+
+
+def _question_titles(nb) -> dict[str, str]:
+    """``{"q03": "Q03 · Title"}`` from the notebook's ``### Q03 · Title`` headings."""
+    titles = {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            match = re.match(r"^#+\s*(Q(\d+)\b.*)$", cell.source.split("\n", 1)[0].strip())
+            if match:
+                titles[f"q{match.group(2)}"] = match.group(1).strip()
+    return titles
+
+
+def _question_hints(nb) -> dict[str, str]:
+    """``{"q03": hint}`` from the answer cells' ``quiz`` metadata of an instructor notebook."""
+    hints = {}
+    for cell in nb.cells:
+        grade_id = str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
+        hint = cell.get("metadata", {}).get("quiz", {}).get("hint")
+        if grade_id.endswith("_answer") and hint:
+            hints[grade_id.split("_")[0]] = str(hint)
+    return hints
 
 
 class StripQuizMetadata(NbGraderPreprocessor):
