@@ -82,10 +82,14 @@ c.GenerateAssignment.preprocessors = [
 # nbgrader's default feedback keeps the hidden tests (and their tracebacks, which quote the
 # failing line). ClearHiddenTests removes the hidden regions from the test cells' source;
 # HideTestOutputs replaces a test cell's outputs by one line naming the error, so neither
-# a traceback nor anything a student's function printed while the hidden tests ran leaks.
+# a traceback nor anything a student's function printed while the hidden tests ran leaks;
+# the line names the question, its title and its hint. RenderMath typesets the markdown's
+# LaTeX as inline SVG, and `python -m courseutils.grading feedback` removes the MathJax CDN
+# script, so the HTML shows its math offline.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
     "courseutils.grading.nbgrader_plugins.HideTestOutputs",
+    "courseutils.grading.nbgrader_plugins.RenderMath",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

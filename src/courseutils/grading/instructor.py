@@ -48,7 +48,7 @@ from ..core.errors import CourseError
 from ..core.io import atomic_path
 from . import audit as quiz_audit, exam as quiz_exam, item_stats
 from .givens import read_secrets
-from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
+from .nbgrader_plugins import HideTestOutputs, drop_mathjax, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
 from .submissions import (DEFAULT_PATTERN, STUDENT_ID, ZipSubmission, check_quiz, check_student, file_time,
                           notebook_quiz, parse_time, plan_zip, read_names, timestamp_text)
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root, course_root_origin,
@@ -582,7 +582,15 @@ def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: 
         with nbgrader_env():
             _result(api.generate_feedback(q, glob.escape(student) if student != "*" else student, force=True),
                     f"feedback of {q}")
-        out += sorted((root / "feedback").glob(f"{glob.escape(student) if student != '*' else '*'}/{q}/*.html"))
+        pages = sorted((root / "feedback").glob(f"{glob.escape(student) if student != '*' else '*'}/{q}/*.html"))
+        for page in pages:  # the math is typeset already (RenderMath): no MathJax from a CDN
+            text = page.read_text(encoding="utf-8")
+            if drop_mathjax(text) != text:
+                mode = page.stat().st_mode
+                with atomic_path(page) as tmp:
+                    tmp.write_text(drop_mathjax(text), encoding="utf-8")
+                page.chmod(mode)
+        out += pages
     if not out:
         raise CourseError(f"no autograded submission under {root / 'autograded'}: nothing to give feedback on; "
                           f"run autograde first")

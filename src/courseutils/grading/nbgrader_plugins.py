@@ -5,6 +5,9 @@
 - :class:`QuizExecute` (autograde): nbgrader's Execute plus a total time budget per notebook.
 - :class:`HideTestOutputs` (feedback): a failing test cell shows one line (question, title, what
   failed, hint), no traceback.
+- :class:`RenderMath` (feedback): LaTeX in markdown rendered to inline SVG (matplotlib's
+  mathtext), so the feedback HTML shows its math offline; :func:`drop_mathjax` removes the
+  CDN script nbgrader's feedback template adds.
 - :class:`StripQuizMetadata` (release): drops the authoring metadata ``cell.metadata["quiz"]``.
 - :class:`StampQuizId` (release): writes the quiz id into ``metadata.courseutils.quiz``, so
   collecting refuses a notebook of another quiz.
@@ -34,7 +37,7 @@ from traitlets import Integer, Unicode
 from ..core.errors import CourseError
 from .givens import GIVENS_ID, MARKER, draw_givens, inject_givens, parse_givens, read_secret, rewrite_givens
 
-__all__ = ["QuizExecute", "HideTestOutputs", "StripQuizMetadata", "StampQuizId", "InstantiateGivens", "nbgrader_env"]
+__all__ = ["QuizExecute", "HideTestOutputs", "RenderMath", "drop_mathjax", "StripQuizMetadata", "StampQuizId", "InstantiateGivens", "nbgrader_env"]
 
 
 class QuizExecute(Execute):
@@ -135,6 +138,75 @@ def _question_hints(nb) -> dict[str, str]:
         if grade_id.endswith("_answer") and hint:
             hints[grade_id.split("_")[0]] = str(hint)
     return hints
+
+
+MATH = re.compile(r"(?<!\\)\$\$(?P<display>.+?)(?<!\\)\$\$|(?<![\\$])\$(?P<inline>[^$\n]+?)(?<!\\)\$", re.S)
+CODE_SPAN = re.compile(r"(`+)(?:.+?)\1", re.S)
+
+
+@functools.lru_cache(maxsize=4096)
+def math_svg(tex: str, display: bool = False) -> str | None:
+    """``<img>`` tag holding ``tex`` typeset by matplotlib's mathtext as SVG, or ``None`` if it cannot.
+
+    mathtext covers the TeX math the quizzes use (fractions, sub- and superscripts, Greek,
+    ``\\text``, ``\\operatorname``); the glyphs are drawn as paths, so nothing is fetched
+    when the page is shown.
+    """
+    import base64
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.text(0, 0, f"${tex.strip()}$", fontsize=13 if display else 11)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.01, transparent=True)
+    except (ValueError, RuntimeError):  # mathtext's ParseFatalException is a ValueError
+        return None
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    style = "display:block;margin:0.5em auto" if display else "vertical-align:middle"
+    return f'<img class="math" style="{style}" alt="{html_escape(tex)}" src="data:image/svg+xml;base64,{data}">'
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def render_math(markdown: str) -> str:
+    """``markdown`` with each ``$...$`` and ``$$...$$`` (outside code spans) replaced by :func:`math_svg`.
+
+    A formula mathtext cannot typeset is left as its TeX source in a code span.
+    """
+    def one(match: re.Match) -> str:
+        display = match.group("display") is not None
+        tex = match.group("display") if display else match.group("inline")
+        return math_svg(tex, display) or f"`{tex}`"
+
+    out, last = [], 0
+    for code in CODE_SPAN.finditer(markdown):
+        out.append(MATH.sub(one, markdown[last:code.start()]))
+        out.append(code.group(0))
+        last = code.end()
+    out.append(MATH.sub(one, markdown[last:]))
+    return "".join(out)
+
+
+class RenderMath(NbGraderPreprocessor):
+    """Feedback: typeset the math of markdown cells server-side (:func:`render_math`), no MathJax needed."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "markdown" and "$" in cell.source:
+            cell.source = render_math(cell.source)
+        return cell, resources
+
+
+def drop_mathjax(page: str) -> str:
+    """``page`` without the MathJax ``<script>`` tags nbconvert's template loads from a CDN."""
+    page = re.sub(r"<script[^>]*src=\"https?://[^\"]*mathjax[^\"]*\"[^>]*>\s*</script>", "", page, flags=re.I)
+    return re.sub(r"<script type=\"text/x-mathjax-config\">.*?</script>", "", page, flags=re.S)
 
 
 class StripQuizMetadata(NbGraderPreprocessor):
