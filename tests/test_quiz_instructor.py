@@ -379,3 +379,29 @@ def test_feedback_math_is_typeset_offline():
     page = ('<head><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX"> </script>'
             '<script type="text/x-mathjax-config">init_mathjax = 1;</script><style>p{}</style></head>')
     assert drop_mathjax(page) == "<head><style>p{}</style></head>"
+
+
+_RUN_ONE_CELL = """
+import sys, nbformat
+from courseutils.grading import instructor as g
+from courseutils.grading.nbgrader_plugins import QuizExecute, nbgrader_env
+args = g.load_config(sys.argv[1]).Execute.extra_arguments if sys.argv[2] == "course" else []
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+with nbgrader_env():
+    QuizExecute(timeout=60, extra_arguments=list(args)).preprocess(nb, {"metadata": {"path": "."}})
+"""
+
+
+@pytest.mark.slow
+def test_kernel_tcp_warning_is_silenced_by_the_course_config(tmp_path):
+    """Each graded notebook starts a kernel; nbgrader_config.py keeps its start-up warning quiet."""
+    import sys
+
+    def stderr(mode):
+        return subprocess.run([sys.executable, "-c", _RUN_ONE_CELL, str(ROOT), mode], cwd=tmp_path,
+                              capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO / "src")}).stderr
+
+    assert "without encryption" in stderr("plain")  # the control: nbgrader's default prints it
+    assert "without encryption" not in stderr("course")
