@@ -1,7 +1,8 @@
 """nbgrader configuration of the course's quizzes; this folder (quizzes/) is the course root.
 
-`python -m courseutils.grading ...` (the Makefile's release/autograde/feedback/grades targets)
-loads this file with the root set to this folder, wherever it is called from. Running the
+`python -m courseutils.grading ...` (the Makefile's release/collect/autograde/feedback/grades
+targets) loads this file with the root set to this folder (the one in the current directory,
+or --root; each command prints which). Running the
 `nbgrader` command line or the formgrader from inside quizzes/ reads the same file.
 
 Layout (all but source/ are generated and git-ignored):
@@ -11,6 +12,8 @@ Layout (all but source/ are generated and git-ignored):
     autograded/<student>/NN_slug/     executed and scored copies
     feedback/<student>/NN_slug/       HTML feedback, hidden tests removed
     gradebook.db                      nbgrader's SQLite gradebook
+    logs/                             full autograde logs, failures.json (the last failures)
+    grades*.csv                       `make grades`: grades, per question, Canvas/Moodle imports
 """
 
 c = get_config()  # noqa: F821 -- traitlets provides get_config() when it loads this file

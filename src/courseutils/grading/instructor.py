@@ -891,7 +891,8 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
 # --------------------------------------------------------------------------- command line
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--root", default=None, help="course root holding nbgrader_config.py (default: the repository's quizzes/)")
+    common.add_argument("--root", default=None, help="course root holding nbgrader_config.py and source/ (default: ./quizzes or . if it holds "
+                             "nbgrader_config.py, else the quizzes/ next to the installed package; printed on stderr)")
     any_quiz = argparse.ArgumentParser(add_help=False)
     any_quiz.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
     any_student = argparse.ArgumentParser(add_help=False)
@@ -1020,6 +1021,8 @@ def _run(args: argparse.Namespace) -> int:
             if not plan:
                 raise CourseError(f"zip={args.zip!r} holds no .ipynb file")
             return 1 if any(item.problem for item in plan) else 0
+        if args.dry_run or args.names or args.tz != "UTC" or args.pattern != DEFAULT_PATTERN:
+            raise CourseError("--dry-run, --names, --pattern and --tz apply to --zip only")
         if not (args.student and args.notebook):
             raise CourseError("collect needs --student ID and NOTEBOOK (or --zip FILE for a whole LMS download)")
         dest = collect(args.quiz, args.student, args.notebook, root, args.timestamp)
