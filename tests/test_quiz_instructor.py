@@ -139,6 +139,12 @@ def test_lms_zip_without_names_file_rejects_names_that_are_not_ids(tmp_path):
         grading.collect_zip(Q00, _lms_zip(tmp_path), root, pattern=r"^(\w+)", dry_run=True)
     with pytest.raises(grading.CourseError, match="tz='Mars/Olympus'"):
         grading.collect_zip(Q00, _lms_zip(tmp_path), root, tz="Mars/Olympus", dry_run=True)
+    nb = tmp_path / "ada.ipynb"
+    nbformat.write(_student_copy(Q00), str(nb))
+    assert grading.main(["collect", "--root", str(root), "--quiz", Q00, "--student", "ada", "--dry-run", str(nb)]) == 2
+    assert grading.main(["collect", "--root", str(root), "--quiz", Q00, "--zip", "x.zip", "--student", "ada"]) == 2
+    assert grading.main(["collect", "--root", str(root), "--quiz", Q00, "--student", "ada"]) == 2
+    assert not (root / "submitted").exists()
 
 
 # --------------------------------------------------------------------------- which quiz
