@@ -41,22 +41,13 @@ TIMINGS: dict[str, dict[str, float]] = {}
 
 
 # --------------------------------------------------------------------------- building submissions
-def _literal(value) -> str:
-    return repr(float(value)) if isinstance(value, float) else repr(value)
-
-
 def _wrong_answer(q: grading.Question, answer) -> str:
-    """Source of an answer cell holding a plausible wrong answer to ``q``."""
-    if q.kind == "function":
-        return q.meta["wrong"]
-    if q.kind == "choice":
-        value = q.meta.get("wrong") or next(o for o in q.meta["options"] if o != answer)
-    elif q.kind == "bool":
-        value = not answer
-    else:
+    """Source of an answer cell holding a plausible wrong answer to ``q`` (the grading helper's),
+    after checking that a number's wrong value lies beyond 2 tolerances, or the test proves nothing."""
+    if q.kind == "number":
         value = q.meta.get("wrong", answer + max(5 * q.meta["tol"], abs(answer)))
         assert abs(value - answer) > 2 * q.meta["tol"], f"{q.qid}: 'wrong' lies within 2 tolerances of the answer"
-    return f"{q.variable} = {_literal(value)}\n"
+    return grading.wrong_answer_source(q, answer)
 
 
 def _set_answer(nb, q: grading.Question, source: str) -> None:
