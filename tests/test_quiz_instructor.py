@@ -381,6 +381,8 @@ def test_feedback_math_is_typeset_offline():
 
     text = render_math(r"Width $d_{ff}$, code `$HOME`, costs \$5, $$\frac{a}{b}$$ and $\nosuchmacro{x}$.")
     assert text.count('<img class="math"') == 2 and "data:image/svg+xml;base64," in text
+    for tex in (r"0 \le e < 256", r"\tfrac12\delta^\top H\delta", r"\Big\lVert x \Big\rVert^2", r"a \qquad b"):
+        assert "<img" in render_math(f"${tex}$"), tex  # LaTeX spellings mathtext lacks are translated
     assert "`$HOME`" in text and r"\$5" in text and r"`\nosuchmacro{x}`" in text  # left alone / as TeX
     page = ('<head><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX"> </script>'
             '<script type="text/x-mathjax-config">init_mathjax = 1;</script><style>p{}</style></head>')

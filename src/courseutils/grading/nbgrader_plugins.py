@@ -158,7 +158,7 @@ def math_svg(tex: str, display: bool = False) -> str | None:
     from matplotlib.figure import Figure
 
     fig = Figure()
-    fig.text(0, 0, f"${tex.strip()}$", fontsize=13 if display else 11)
+    fig.text(0, 0, f"${_mathtext_dialect(tex.strip())}$", fontsize=13 if display else 11)
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.01, transparent=True)
@@ -167,6 +167,20 @@ def math_svg(tex: str, display: bool = False) -> str | None:
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     style = "display:block;margin:0.5em auto" if display else "vertical-align:middle"
     return f'<img class="math" style="{style}" alt="{html_escape(tex)}" src="data:image/svg+xml;base64,{data}">'
+
+
+# LaTeX spellings mathtext does not know, and the ones it does (sizing commands dropped).
+MATHTEXT_SPELLINGS = [(r"\\[td]frac(?![A-Za-z])", r"\\frac"), (r"\\(?:big|Big|bigg|Bigg)[lr]?(?![A-Za-z])", ""), (r"\\le(?![A-Za-z])", r"\\leq"),
+                      (r"\\ge(?![A-Za-z])", r"\\geq"), (r"\\lVert(?![A-Za-z])", r"\\Vert"),
+                      (r"\\rVert(?![A-Za-z])", r"\\Vert"), (r"\\qquad(?![A-Za-z])", r"\\quad\\quad"),
+                      (r"\\frac(\d)(\w)", r"\\frac{\1}{\2}")]
+
+
+def _mathtext_dialect(tex: str) -> str:
+    """``tex`` rewritten into what matplotlib's mathtext parses (``\\le`` -> ``\\leq``, ``\\big`` dropped, ...)."""
+    for pattern, replacement in MATHTEXT_SPELLINGS:
+        tex = re.sub(pattern, replacement, tex)
+    return tex
 
 
 def html_escape(text: str) -> str:
@@ -178,7 +192,7 @@ def html_escape(text: str) -> str:
 def render_math(markdown: str) -> str:
     """``markdown`` with each ``$...$`` and ``$$...$$`` (outside code spans) replaced by :func:`math_svg`.
 
-    A formula mathtext cannot typeset is left as its TeX source in a code span.
+    A formula mathtext cannot typeset (matrices, for one) is left as its TeX source in a code span.
     """
     def one(match: re.Match) -> str:
         display = match.group("display") is not None
