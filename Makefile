@@ -27,7 +27,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html release autograde feedback grades quiz-keys quiz-audit clean
+.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html release collect autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -100,21 +100,33 @@ quiz-keys: install  ## regenerate the instant-feedback keys and the student copi
 	$(PY) -m courseutils.grading keys
 	$(PY) -m courseutils.grading students
 
-release: install  ## student versions in quizzes/release (EXAM=1 SECRET_FILE=f [ROSTER=f]: exam variants)
+# The grading targets never install: a grading container is often offline, and a pull that
+# touches pyproject.toml must not make `make autograde` run pip. They need .venv once
+# (`make install`, online); after that only `make install` updates it. ("| $(STAMP)" is an
+# order-only prerequisite: built when missing, never rebuilt because it is older.)
+STUDENT ?=
+release: $(PY)  ## student versions in quizzes/release (EXAM=1 SECRET_FILE=f [ROSTER=f]: exam variants)
 ifeq ($(EXAM),1)
 	$(PY) -m courseutils.grading release --quiz $(QUIZ) --exam --secret-file $(SECRET_FILE) $(if $(ROSTER),--roster $(ROSTER))
 else
 	$(PY) -m courseutils.grading release --quiz $(QUIZ)
 endif
 
-autograde: install  ## grade everything in quizzes/submitted (WORKERS=N at once; SANDBOX=auto|bwrap|off)
-	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) --sandbox $(SANDBOX) $(if $(WORKERS),--workers $(WORKERS))
+collect: $(PY)  ## QUIZ=q STUDENT=id NOTEBOOK=f [TIMESTAMP=t], or QUIZ=q ZIP=lms.zip [DRY_RUN=1] [NAMES=csv]: into quizzes/submitted
+ifneq ($(ZIP),)
+	$(PY) -m courseutils.grading collect --quiz $(QUIZ) --zip "$(ZIP)" $(if $(DRY_RUN),--dry-run) $(if $(NAMES),--names "$(NAMES)")
+else
+	$(PY) -m courseutils.grading collect --quiz $(QUIZ) --student "$(STUDENT)" $(if $(TIMESTAMP),--timestamp "$(TIMESTAMP)") "$(NOTEBOOK)"
+endif
 
-feedback: install  ## HTML feedback (no hidden tests) in quizzes/feedback
-	$(PY) -m courseutils.grading feedback --quiz $(QUIZ)
+autograde: $(PY)  ## grade quizzes/submitted (QUIZ=q STUDENT=id FORCE=1: regrade; WORKERS=N at once, default one per CPU; SANDBOX=auto|bwrap|off)
+	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) --sandbox $(SANDBOX) $(if $(STUDENT),--student "$(STUDENT)") $(if $(FORCE),--force) $(if $(WORKERS),--workers $(WORKERS))
 
-grades: install  ## export grades to quizzes/grades.csv and item statistics to quizzes/item_stats.csv/.png
-	$(PY) -m courseutils.grading grades
+feedback: $(PY)  ## HTML feedback (no hidden tests) in quizzes/feedback (QUIZ=q STUDENT=id for one)
+	$(PY) -m courseutils.grading feedback --quiz $(QUIZ) $(if $(STUDENT),--student "$(STUDENT)")
+
+grades: $(PY)  ## quizzes/grades.csv (status, lateness), grades_by_question.csv, grades_canvas/moodle.csv, item_stats
+	$(PY) -m courseutils.grading grades --lms canvas --lms moodle
 
 quiz-audit: install  ## check the quizzes: option balance, repeats, leaks, answer types
 	$(PY) -m courseutils.grading audit

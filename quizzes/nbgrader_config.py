@@ -1,7 +1,8 @@
 """nbgrader configuration of the course's quizzes; this folder (quizzes/) is the course root.
 
-`python -m courseutils.grading ...` (the Makefile's release/autograde/feedback/grades targets)
-loads this file with the root set to this folder, wherever it is called from. Running the
+`python -m courseutils.grading ...` (the Makefile's release/collect/autograde/feedback/grades
+targets) loads this file with the root set to this folder (the one in the current directory,
+or --root; each command prints which). Running the
 `nbgrader` command line or the formgrader from inside quizzes/ reads the same file.
 
 Layout (all but source/ are generated and git-ignored):
@@ -11,6 +12,8 @@ Layout (all but source/ are generated and git-ignored):
     autograded/<student>/NN_slug/     executed and scored copies
     feedback/<student>/NN_slug/       HTML feedback, hidden tests removed
     gradebook.db                      nbgrader's SQLite gradebook
+    logs/                             full autograde logs, failures.json (the last failures)
+    grades*.csv                       `make grades`: grades, per question, Canvas/Moodle imports
 """
 
 c = get_config()  # noqa: F821 -- traitlets provides get_config() when it loads this file
@@ -43,6 +46,9 @@ c.Execute.shutdown_kernel = "immediate"
 # c.SandboxLimits.processes = 64            # processes and threads of one sandbox (RLIMIT_NPROC)
 # c.SandboxLimits.file_bytes = 64 * 2**20   # largest file it may write (RLIMIT_FSIZE)
 # c.SandboxLimits.tmpfs_bytes = 64 * 2**20  # size of its home folder and of /tmp
+# The kernel logs only errors: its "Kernel is running over TCP without encryption" warning
+# (the kernel and nbgrader talk over localhost) would otherwise print once per submission.
+c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
 c.Autograde.autograde_preprocessors = [
     "courseutils.grading.nbgrader_plugins.QuizExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -61,6 +67,8 @@ c.OverwriteCells.add_missing_cells = True
 # quiz with a locked "givens" cell, each hidden test marked `# @givens` gets its own copy of
 # the givens (drawn from c.InstantiateGivens.secret_file for an exam); quizzes without a
 # givens cell are released unchanged. See courseutils/grading/givens.py.
+# StampQuizId writes the quiz id into the notebook's metadata (courseutils.quiz), so a notebook
+# collected under the wrong quiz is refused.
 # (the "quiz" cell metadata holds tolerances and deliberately wrong implementations used by
 # the pipeline tests; students do not need it).
 c.GenerateAssignment.preprocessors = [
@@ -78,16 +86,21 @@ c.GenerateAssignment.preprocessors = [
     "nbgrader.preprocessors.ComputeChecksums",
     "nbgrader.preprocessors.CheckCellMetadata",
     "courseutils.grading.nbgrader_plugins.StripQuizMetadata",
+    "courseutils.grading.nbgrader_plugins.StampQuizId",
 ]
 
 # --- feedback: never show hidden tests ----------------------------------------------------
 # nbgrader's default feedback keeps the hidden tests (and their tracebacks, which quote the
 # failing line). ClearHiddenTests removes the hidden regions from the test cells' source;
 # HideTestOutputs replaces a test cell's outputs by one line naming the error, so neither
-# a traceback nor anything a student's function printed while the hidden tests ran leaks.
+# a traceback nor anything a student's function printed while the hidden tests ran leaks;
+# the line names the question, its title and its hint. RenderMath typesets the markdown's
+# LaTeX as inline SVG, and `python -m courseutils.grading feedback` removes the MathJax CDN
+# script, so the HTML shows its math offline.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
     "courseutils.grading.nbgrader_plugins.HideTestOutputs",
+    "courseutils.grading.nbgrader_plugins.RenderMath",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -9,7 +9,8 @@
 - ``audit``: the checks that keep quizzes honest (option balance, repeats, leaks, answer types).
 - ``item_stats``: per-question statistics of a class's autograded submissions.
 - ``sandbox``: autograde's kernel in a bubblewrap sandbox (kernelspec launcher, rlimits, no network).
-- ``instructor``: release, collect, autograde, feedback, grades; ``python -m courseutils.grading``.
+- ``submissions``: submission times, the quiz a notebook belongs to, mapping an LMS zip to students.
+- ``instructor``: release, collect, autograde, feedback, grades and LMS exports; ``python -m courseutils.grading``.
 
 May import: core, numerics, model, ggml, llamacpp, calib, algorithms, scoring, viz.
 This file imports nothing, so ``import courseutils.grading.quiz`` stays light.

@@ -1,20 +1,23 @@
 """Instructor side of the quizzes: release, collect, autograde, feedback, grades, and keys.
 
 Everything goes through nbgrader's own Python API (:class:`nbgrader.apps.NbGraderAPI`)
-on the course root ``quizzes/`` (found from this file, so the commands work from any
-directory; ``--root`` points elsewhere). The command line (every command has ``--help``)::
+on the course root: ``--root``, else ``./quizzes`` or ``.`` in the current directory, else
+the ``quizzes/`` next to the installed package (every command prints which, on stderr). The command line (every command has ``--help``)::
 
     python -m courseutils.grading keys      [--quiz all|NN_slug] [--check]   # make quiz-keys
     python -m courseutils.grading release   [--quiz all|NN_slug]             # make release
     python -m courseutils.grading release   --exam --secret-file FILE [--roster FILE] [--quiz ...]
                                                                    # make release EXAM=1 SECRET_FILE=...
-    python -m courseutils.grading collect   --quiz NN_slug --student ID NOTEBOOK
+    python -m courseutils.grading collect   --quiz NN_slug --student ID [--timestamp TIME] NOTEBOOK
+    python -m courseutils.grading collect   --quiz NN_slug --zip LMS.zip [--dry-run] [--names CSV] [--pattern RE]
     python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force] [--workers N]
                                             [--sandbox auto|off|bwrap|docker]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
-    python -m courseutils.grading grades    [--out FILE]                     # grades.csv, item_stats.csv/.png
+    python -m courseutils.grading grades    [--out FILE] [--lms canvas|moodle]
+                                        # grades.csv, grades_by_question.csv, grades_<lms>.csv, item_stats.csv/.png
     python -m courseutils.grading audit     [--quiz all|NN_slug] [--no-types] # balance, repeats, leaks, types
 
+Submission times, quiz ids and LMS zips are read by :mod:`courseutils.grading.submissions`.
 Parsing quiz notebooks and building the instant-feedback keys live in
 :mod:`courseutils.grading.quiz_keys`; the nbgrader preprocessors the course configures live in
 :mod:`courseutils.grading.nbgrader_plugins`. Both are re-exported here. Exam variants are
@@ -27,13 +30,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import csv
+import datetime as dt
 import glob
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +51,11 @@ from ..core.errors import CourseError
 from ..core.io import atomic_path
 from . import audit as quiz_audit, exam as quiz_exam, item_stats
 from .givens import read_secrets
-from .nbgrader_plugins import HideTestOutputs, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
+from .nbgrader_plugins import HideTestOutputs, drop_mathjax, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
 from .sandbox import MODES as SANDBOX_MODES, BwrapKernel, Limits, resolve as resolve_sandbox
-from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root,
+from .submissions import (DEFAULT_PATTERN, STUDENT_ID, ZipSubmission, check_quiz, check_student, file_time,
+                          notebook_quiz, parse_time, plan_zip, read_names, timestamp_text)
+from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root, course_root_origin,
                         execute_solutions, is_exam_variant, key_in_sync, parse_quiz, quiz_ids, source_digest,
                         write_key)
 
@@ -54,13 +63,13 @@ __all__ = [
     "Question", "course_root", "quiz_ids", "load_config", "parse_quiz", "source_digest",
     "execute_solutions", "build_key", "write_key", "key_in_sync", "release", "release_exam", "read_roster",
     "student_copies", "collect", "autograde", "default_workers",
-    "feedback", "export_grades", "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
+    "feedback", "export_grades", "export_lms", "grade_rows", "collect_zip", "read_failures", "failure_reason",
+    "export_item_stats", "scores", "question_scores", "solution_submission", "time_autograde",
     "wrong_answer_source", "sample_submissions", "time_class_autograde",
     "QuizExecute", "HideTestOutputs", "StripQuizMetadata", "InstantiateGivens", "main",
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Seconds an autograde worker waits for another worker's write to the SQLite gradebook
 # (SQLite's own default, 5 s, can run out on a loaded machine; see _autograde_api).
 GRADEBOOK_BUSY_TIMEOUT = 600
@@ -83,6 +92,7 @@ def load_config(root: str | os.PathLike | None = None, timeout: int | None = Non
         cfg.QuizExecute.total_timeout = int(total_timeout)
     if secret_file is not None:
         cfg.InstantiateGivens.secret_file = str(secret_file)
+    cfg.HideTestOutputs.course_root = str(root)  # feedback reads the hints from source/
     return cfg
 
 
@@ -127,7 +137,7 @@ def read_roster(path: str | os.PathLike) -> list[str]:
     students = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     bad = [s for s in students if not STUDENT_ID.fullmatch(s)]
     if bad:
-        raise CourseError(f"roster={str(path)!r}: ids {bad[:5]} are not valid; use letters, digits, '_', '-' or '.'")
+        raise CourseError(f"roster={str(path)!r}: ids {bad[:5]} are not valid; use letters, digits, '_', '-', '.' or '@'")
     if len(set(students)) != len(students):
         raise CourseError(f"roster={str(path)!r} lists a student twice")
     if not students:
@@ -221,34 +231,79 @@ def student_copies(quiz: str = "all", root: str | os.PathLike | None = None,
 
 
 def collect(quiz: str, student: str, notebook: str | os.PathLike,
-            root: str | os.PathLike | None = None) -> Path:
-    """Copy a student's notebook to ``submitted/<student>/<quiz>/<quiz>.ipynb``.
+            root: str | os.PathLike | None = None, timestamp: str | dt.datetime | None = None) -> Path:
+    """Copy a student's notebook to ``submitted/<student>/<quiz>/<quiz>.ipynb`` with its submission time.
 
-    Refuses to overwrite an existing submission: move or delete it yourself first.
+    ``timestamp.txt`` gets the time the student submitted: ``timestamp`` (ISO 8601 text or a
+    datetime; without a zone, UTC) when given, else the notebook file's modification time
+    (keep it when downloading: ``cp -p``, the LMS's zip, :func:`collect_zip`). nbgrader
+    compares it with the quiz's due date. A notebook of another quiz is refused
+    (:func:`courseutils.grading.submissions.check_quiz`), and an existing submission is never
+    overwritten: move or delete it yourself first.
     """
     root = course_root(root)
     _select(quiz, root, exams=True)
-    if not STUDENT_ID.fullmatch(student or ""):
-        raise CourseError(f"student={student!r}: use letters, digits, '_', '-' or '.'")
+    check_student(student)
     src = Path(notebook)
     if not src.is_file():
         raise CourseError(f"notebook={str(notebook)!r} is not a file")
     try:
-        nbformat.read(str(src), as_version=4)
+        nb = nbformat.read(str(src), as_version=4)
     except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
         raise CourseError(f"notebook={str(notebook)!r} is not a readable notebook ({exc})") from exc
+    check_quiz(nb, quiz, f"notebook={str(notebook)!r}")
+    if timestamp is None:
+        when = file_time(src)
+    else:
+        when = timestamp if isinstance(timestamp, dt.datetime) else parse_time(timestamp)
+    return _store(root, quiz, student, src.read_bytes(), when)
+
+
+def _store(root: Path, quiz: str, student: str, data: bytes, when: dt.datetime) -> Path:
+    """Write one submission and its ``timestamp.txt`` (each atomically); never overwrite."""
     dest_dir = root / "submitted" / student / quiz
     dest = dest_dir / f"{quiz}.ipynb"
     if dest.exists():
         raise CourseError(f"{dest} exists: a submission is never overwritten; remove it first to replace it")
     dest_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest_dir / "timestamp.txt") as tmp:
+        tmp.write_text(timestamp_text(when), encoding="utf-8")
     with atomic_path(dest) as tmp:  # an interrupted copy must not pass for a submission
-        shutil.copyfile(src, tmp)
-    stamp = dest_dir / "timestamp.txt"
-    if not stamp.exists():
-        with atomic_path(stamp) as tmp:
-            tmp.write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z"), encoding="utf-8")
+        tmp.write_bytes(data)
     return dest
+
+
+def collect_zip(quiz: str, zip_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                pattern: str = DEFAULT_PATTERN, names: str | os.PathLike | None = None,
+                dry_run: bool = False, tz: str = "UTC") -> list[ZipSubmission]:
+    """Collect every notebook of an LMS download (a zip of files named by student) into ``quiz``.
+
+    :func:`courseutils.grading.submissions.plan_zip` maps each entry to a student
+    (``pattern``, ``names``: a CSV ``name,student``); each submission's time is the zip
+    entry's time (``tz``: the zone of entries without a UTC time, an IANA name such as
+    ``Europe/Berlin``). A student who already has a submission is skipped (never
+    overwritten). ``dry_run``: only the plan. Returns the plan; entries with a ``problem``
+    were not collected, the others were (unless ``dry_run`` or ``note`` says skipped).
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    root = course_root(root)
+    _select(quiz, root, exams=True)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise CourseError(f"tz={tz!r} is not a time zone; use an IANA name such as 'UTC' or 'Europe/Berlin'") from exc
+    plan = plan_zip(zip_path, quiz, pattern, read_names(names) if names is not None else None, zone)
+    for item in plan:
+        if item.problem or item.note:
+            continue
+        dest = root / "submitted" / item.student / quiz / f"{quiz}.ipynb"
+        if dest.exists():
+            item.note = f"{dest.relative_to(root)} exists: skipped (never overwritten)"
+        elif not dry_run:
+            with zipfile.ZipFile(zip_path) as archive:
+                _store(root, quiz, item.student, archive.read(item.entry), item.time)
+    return plan
 
 
 def _gradebook(root: Path):
@@ -401,10 +456,18 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
     ``"off"`` runs without it (warning too); ``"docker"`` is not implemented yet. Limits come
     from ``c.SandboxLimits`` in ``nbgrader_config.py`` (see :mod:`courseutils.grading.sandbox`).
 
-    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...], "log": str,
-    "logs": {student: str}}}``. A submission nbgrader cannot process (kernel died, unreadable
-    notebook) is listed in ``failed`` and the others are still graded. Submissions are only
-    read, never changed.
+    Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...],
+    "reasons": {student: one line}, "skipped": [student, ...], "manual": [student, ...],
+    "log": str, "logs": {student: str}, "log_file": Path | None}}``. A submission nbgrader
+    cannot process (kernel died, unreadable notebook), or a notebook of another quiz
+    (refused before grading, see :func:`courseutils.grading.submissions.check_quiz`), is
+    listed in ``failed`` with a one-line reason, and the others are still graded. ``skipped``:
+    graded before and unchanged since (nbgrader skips them unless ``force``); ``manual``:
+    regraded with ``force`` while the gradebook holds manual grades for them (nbgrader keeps
+    a manual score over the new automatic one). Each quiz's full log goes to
+    ``<root>/logs/autograde_<quiz>_<time>.log``; the failures are recorded in
+    ``<root>/logs/failures.json`` for :func:`export_grades`. Submissions are only read,
+    never changed.
     """
     if workers is None:
         workers = default_workers()
@@ -417,43 +480,265 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
         submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"{student}/{q}")
                            if p.is_dir()) if (root / "submitted").is_dir() else []
         if not submitted:
-            report[q] = {"graded": {}, "failed": [], "log": "no submissions", "logs": {}}
+            report[q] = {"graded": {}, "failed": [], "reasons": {}, "skipped": [], "manual": [],
+                         "log": "no submissions", "logs": {}, "log_file": None}
             continue
-        if not _released(q, root):
+        refused = _wrong_quiz(root, q, submitted)
+        to_grade = [s for s in submitted if s not in refused]
+        if to_grade and not _released(q, root):
             release(q, root)
-        results = _grade_students(root, q, submitted, force, timeout, total_timeout, workers, progress, sandbox)
-        done = {s for s in submitted
-                if results[s].get("success") and (root / "autograded" / s / q / f"{q}.ipynb").is_file()}
+        autograded = {s: root / "autograded" / s / q / f"{q}.ipynb" for s in submitted}
+        before = {s: autograded[s].stat().st_mtime_ns if autograded[s].is_file() else None for s in to_grade}
+        manual = _manual_grades(root, q, to_grade) if force else []
+        results = _grade_students(root, q, to_grade, force, timeout, total_timeout, workers, progress, sandbox) if to_grade else {}
+        done = {s for s in to_grade if results[s].get("success") and autograded[s].is_file()}
         graded = {s: v for s, v in scores(q, root).items() if s in done}
-        logs = {s: results[s].get("log", "") + results[s].get("error", "") for s in submitted}
-        report[q] = {"graded": graded, "failed": sorted(set(submitted) - done),
-                     "log": "".join(f"--- {s}\n{logs[s]}" for s in submitted), "logs": logs}
+        reasons = {s: failure_reason(results[s]) for s in to_grade if s not in done} | refused
+        logs = {s: results[s].get("log", "") + results[s].get("error", "") if s in results else refused[s] + "\n"
+                for s in submitted}
+        log = "".join(f"--- {s}\n{logs[s]}" for s in submitted)
+        report[q] = {"graded": graded, "failed": sorted(reasons), "reasons": reasons,
+                     "skipped": sorted(s for s in done if before[s] is not None
+                                       and autograded[s].stat().st_mtime_ns == before[s]),
+                     "manual": manual, "log": log, "logs": logs,
+                     "log_file": _write_log(root, q, log), }
+        _record_failures(root, q, done, reasons)
     return report
 
 
+def _wrong_quiz(root: Path, quiz: str, students: list[str]) -> dict[str, str]:
+    """``{student: reason}`` for submissions of ``quiz`` that are notebooks of another quiz."""
+    refused = {}
+    for s in students:
+        path = root / "submitted" / s / quiz / f"{quiz}.ipynb"
+        try:
+            check_quiz(nbformat.read(str(path), as_version=4), quiz, f"submitted/{s}/{quiz}/{path.name}")
+        except CourseError as exc:
+            refused[s] = str(exc)
+        except Exception:  # missing or unreadable: nbgrader reports it, with its own reason
+            pass
+    return refused
+
+
+def failure_reason(result: dict) -> str:
+    """One line saying why nbgrader could not grade a submission, from its result's log and error."""
+    text = f"{result.get('log', '')}\n{result.get('error', '')}"
+    if "became unresponsive" in text:
+        return ("the kernel stopped answering (a loop that ignores interrupts, or memory exhausted); "
+                "grade it by hand or fix the loop and regrade with --force")
+    if "No submitted file" in text or "No notebooks were matched" in text:
+        return "no notebook named <quiz>.ipynb in the submission folder"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):  # the last exception raised, e.g. "NotJSONError: Notebook does not appear to be JSON"
+        if (re.match(r"^[\w.]+(Error|Exception|Exit)\b:?", line) and "Traceback" not in line
+                and "NbGraderException" not in line):  # nbgrader's own closing line says nothing
+            return line[:300]
+    errors = [line for line in lines if "[ERROR]" in line or "ERROR" in line.split(" ")[:3]]
+    if errors:
+        return errors[0][:300]
+    return (lines[-1][:300] if lines else "nbgrader reported a failure without a log")
+
+
+def _write_log(root: Path, quiz: str, log: str) -> Path:
+    """Write one autograde run's full log to ``<root>/logs/autograde_<quiz>_<UTC time>.log``."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = root / "logs" / f"autograde_{quiz}_{stamp}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(log, encoding="utf-8")
+    return path
+
+
+def read_failures(root: str | os.PathLike | None = None) -> dict[str, dict[str, str]]:
+    """``{quiz: {student: reason}}`` of the submissions whose last autograde failed."""
+    path = course_root(root) / "logs" / "failures.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _record_failures(root: Path, quiz: str, graded: set[str], failed: dict[str, str]) -> None:
+    """Update ``logs/failures.json``: ``failed`` students of ``quiz`` added, ``graded`` ones removed."""
+    record = read_failures(root)
+    entry = {s: r for s, r in record.get(quiz, {}).items() if s not in graded} | failed
+    if entry:
+        record[quiz] = entry
+    else:
+        record.pop(quiz, None)
+    path = root / "logs" / "failures.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _manual_grades(root: Path, quiz: str, students: list[str]) -> list[str]:
+    """Students among ``students`` whose submission of ``quiz`` has a manual score in the gradebook."""
+    manual = _per_submission(quiz, root, lambda sub: any(g.manual_score is not None for nb in sub.notebooks
+                                                         for g in nb.grades))
+    return sorted(s for s in students if manual.get(s))
+
+
 def feedback(quiz: str = "all", root: str | os.PathLike | None = None, student: str = "*") -> list[Path]:
-    """HTML feedback ``feedback/<student>/<quiz>/<quiz>.html`` without hidden tests."""
+    """HTML feedback ``feedback/<student>/<quiz>/<quiz>.html`` without hidden tests.
+
+    Raises :class:`CourseError` when there is nothing to give feedback on: an unknown
+    ``student`` (no folder under ``submitted/``), a named ``quiz`` never autograded (for
+    that student), or no autograded submission at all. A failing question shows its number,
+    title and hint (:class:`courseutils.grading.nbgrader_plugins.HideTestOutputs`).
+    """
     root = course_root(root)
+    quizzes = _select(quiz, root, exams=True)
+    if student != "*":
+        check_student(student)
+        if not (root / "submitted" / student).is_dir() and not (root / "autograded" / student).is_dir():
+            raise CourseError(f"student={student!r} has no submission under {root / 'submitted'}")
     api = _api(root)
     out: list[Path] = []
-    for q in _select(quiz, root, exams=True):
-        if not list((root / "autograded").glob(f"{student}/{q}")):
+    for q in quizzes:
+        if not list((root / "autograded").glob(f"{glob.escape(student) if student != '*' else '*'}/{q}")):
+            if quiz != "all":
+                raise CourseError(f"quiz={q!r} has no autograded submission{'' if student == '*' else f' of {student}'}"
+                                  f" under {root / 'autograded'}; run autograde first")
             continue
         with nbgrader_env():
-            _result(api.generate_feedback(q, student, force=True), f"feedback of {q}")
-        out += sorted((root / "feedback").glob(f"{student}/{q}/*.html"))
+            _result(api.generate_feedback(q, glob.escape(student) if student != "*" else student, force=True),
+                    f"feedback of {q}")
+        pages = sorted((root / "feedback").glob(f"{glob.escape(student) if student != '*' else '*'}/{q}/*.html"))
+        for page in pages:  # the math is typeset already (RenderMath): no MathJax from a CDN
+            text = page.read_text(encoding="utf-8")
+            if drop_mathjax(text) != text:
+                mode = page.stat().st_mode
+                with atomic_path(page) as tmp:
+                    tmp.write_text(drop_mathjax(text), encoding="utf-8")
+                page.chmod(mode)
+        out += pages
+    if not out:
+        raise CourseError(f"no autograded submission under {root / 'autograded'}: nothing to give feedback on; "
+                          f"run autograde first")
     return out
 
 
-def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> Path:
-    """Write every grade in the gradebook to a CSV (default ``quizzes/grades.csv``) with nbgrader's exporter."""
-    from nbgrader.plugins import CsvExportPlugin
+GRADE_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                 "status", "reason", "raw_score", "seconds_late", "late_submission_penalty", "score",
+                 "max_score", "manual_grades"]
+QUESTION_COLUMNS = ["assignment", "student_id", "status", "question", "score", "max_score", "manual"]
+# Column names the LMSs' grade import reads: Canvas matches students by "SIS User ID" (or
+# "SIS Login ID"), Moodle by "ID number", "Username" or "Email address"; one column per quiz.
+LMS_COLUMNS = {"canvas": ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"],
+               "moodle": ["First name", "Last name", "ID number", "Email address"]}
+
+
+def grade_rows(root: str | os.PathLike | None = None) -> tuple[list[dict], list[dict]]:
+    """Every (quiz, student) of the gradebook, and every graded question: ``(rows, question_rows)``.
+
+    A student is each one in the gradebook (``nbgrader db student import``) or with a folder
+    under ``submitted/``. ``status``: ``graded`` (autograded), ``failed`` (the last autograde
+    failed; ``reason`` says why, see :func:`autograde`), ``ungraded`` (submitted, not yet
+    autograded) or ``missing`` (nothing submitted). ``seconds_late`` and
+    ``late_submission_penalty`` come from nbgrader (the submission's ``timestamp.txt`` against
+    the quiz's due date; ``score`` = ``raw_score`` - penalty, at least 0); ``manual_grades``
+    counts questions whose score was set by hand (nbgrader keeps them over regrades).
+    """
+    from nbgrader.api import MissingEntry
 
     root = course_root(root)
+    failures = read_failures(root)
+    rows, questions = [], []
+    with _gradebook(root) as gb:
+        people = {st.id: st for st in gb.students}
+        submitted_dir = root / "submitted"
+        folders = {p.name for p in submitted_dir.iterdir() if p.is_dir()} if submitted_dir.is_dir() else set()
+        for assignment in sorted(gb.assignments, key=lambda a: a.name):
+            q = assignment.name
+            for sid in sorted(set(people) | folders):
+                person = people.get(sid)
+                row = {"assignment": q, "duedate": assignment.duedate or "", "student_id": sid,
+                       "last_name": getattr(person, "last_name", None) or "",
+                       "first_name": getattr(person, "first_name", None) or "",
+                       "email": getattr(person, "email", None) or "", "max_score": float(assignment.max_score),
+                       "timestamp": "", "reason": "", "raw_score": 0.0, "seconds_late": 0.0,
+                       "late_submission_penalty": 0.0, "score": 0.0, "manual_grades": 0}
+                try:
+                    sub = gb.find_submission(q, sid)
+                except MissingEntry:
+                    sub = None
+                handed_in = (submitted_dir / sid / q).is_dir()
+                if sid in failures.get(q, {}):
+                    row["status"], row["reason"] = "failed", failures[q][sid]
+                elif sub is not None and (root / "autograded" / sid / q / f"{q}.ipynb").is_file():
+                    row["status"] = "graded"
+                elif handed_in:
+                    row["status"] = "ungraded"
+                else:
+                    row["status"] = "missing"
+                if sub is not None and row["status"] == "graded":
+                    grades = [g for nb in sub.notebooks for g in nb.grades]
+                    penalty = float(sub.late_submission_penalty or 0.0)
+                    row.update(timestamp=sub.timestamp or "", raw_score=float(sub.score),
+                               seconds_late=float(sub.total_seconds_late or 0.0), late_submission_penalty=penalty,
+                               score=max(0.0, float(sub.score) - penalty),
+                               manual_grades=sum(g.manual_score is not None for g in grades))
+                    questions += [{"assignment": q, "student_id": sid, "status": row["status"], "question": g.name,
+                                   "score": float(g.score), "max_score": float(g.max_score),
+                                   "manual": int(g.manual_score is not None)}
+                                  for g in sorted(grades, key=lambda g: g.name)]
+                elif sub is not None and sub.timestamp:
+                    row["timestamp"] = sub.timestamp
+                rows.append(row)
+    return rows, questions
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def export_grades(out: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+                  by_question: str | os.PathLike | None = None) -> Path:
+    """Write ``grades.csv`` (one row per quiz and student, :func:`grade_rows`) and ``grades_by_question.csv``.
+
+    ``out`` defaults to ``<root>/grades.csv``; ``by_question`` (one row per graded question:
+    ``assignment, student_id, status, question, score, max_score, manual``) to
+    ``grades_by_question.csv`` next to it. The first columns are nbgrader's own CSV export's.
+    Returns the path of ``grades.csv``.
+    """
+    root = course_root(root)
     final = Path(out) if out is not None else root / "grades.csv"
-    with atomic_path(final) as tmp, _gradebook(root) as gb:
-        CsvExportPlugin(to=str(tmp)).export(gb)
-    return final
+    rows, questions = grade_rows(root)
+    _write_csv(Path(by_question) if by_question is not None else final.with_name("grades_by_question.csv"),
+               QUESTION_COLUMNS, questions)
+    return _write_csv(final, GRADE_COLUMNS, rows)
+
+
+def export_lms(lms: str = "canvas", out: str | os.PathLike | None = None,
+               root: str | os.PathLike | None = None) -> Path:
+    """Totals for an LMS's grade import: one row per student, one column per quiz (after late penalties).
+
+    ``lms``: ``canvas`` (columns ``Student, ID, SIS User ID, SIS Login ID, Section``, the
+    student id in both SIS columns; Canvas's "Import" matches on them) or ``moodle``
+    (``First name, Last name, ID number, Email address``; map "ID number" or "Email
+    address" to the user in Moodle's CSV grade import). A quiz column is named after the
+    quiz with its points, ``00_setup_and_tour (15)``; a missing or failed quiz is left
+    empty, so the LMS keeps whatever it has. Default ``out``: ``<root>/grades_<lms>.csv``.
+    """
+    if lms not in LMS_COLUMNS:
+        raise CourseError(f"lms={lms!r}: allowed: {sorted(LMS_COLUMNS)}")
+    root = course_root(root)
+    rows, _ = grade_rows(root)
+    quizzes = {r["assignment"]: r["max_score"] for r in rows}
+    columns = {q: f"{q} ({m:g})" for q, m in quizzes.items()}
+    table: dict[str, dict] = {}
+    for r in rows:
+        person = table.setdefault(r["student_id"], {
+            "Student": ", ".join(x for x in (r["last_name"], r["first_name"]) if x) or r["student_id"],
+            "ID": "", "SIS User ID": r["student_id"], "SIS Login ID": r["student_id"], "Section": "",
+            "First name": r["first_name"], "Last name": r["last_name"], "ID number": r["student_id"],
+            "Email address": r["email"]})
+        person[columns[r["assignment"]]] = f"{r['score']:g}" if r["status"] == "graded" else ""
+    final = Path(out) if out is not None else root / f"grades_{lms}.csv"
+    return _write_csv(final, LMS_COLUMNS[lms] + list(columns.values()), [table[s] for s in sorted(table)])
 
 
 def export_item_stats(root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -628,7 +913,8 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
 # --------------------------------------------------------------------------- command line
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--root", default=None, help="course root holding nbgrader_config.py (default: the repository's quizzes/)")
+    common.add_argument("--root", default=None, help="course root holding nbgrader_config.py and source/ (default: ./quizzes or . if it holds "
+                             "nbgrader_config.py, else the quizzes/ next to the installed package; printed on stderr)")
     any_quiz = argparse.ArgumentParser(add_help=False)
     any_quiz.add_argument("--quiz", default="all", help="all (default) or one NN_slug")
     any_student = argparse.ArgumentParser(add_help=False)
@@ -652,11 +938,26 @@ def _parser() -> argparse.ArgumentParser:
                         "student i (0-based) -> variant i mod K + 1")
     sub.add_parser("students", parents=[common, any_quiz], help="write answer-free copies to quizzes/student/ (committed)",
                    description="Release each quiz in a temporary course copy and save quizzes/student/<quiz>/<quiz>.ipynb.")
-    c = sub.add_parser("collect", parents=[common], help="copy one student's notebook into quizzes/submitted/",
-                       description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb; never overwrites.")
-    c.add_argument("--quiz", required=True, help="the quiz NN_slug")
-    c.add_argument("--student", required=True, help="student id (letters, digits, _ - .)")
-    c.add_argument("notebook", help="the student's .ipynb file")
+    c = sub.add_parser("collect", parents=[common], help="copy one notebook, or a whole LMS zip, into quizzes/submitted/",
+                       description="Copy NOTEBOOK to submitted/<student>/<quiz>/<quiz>.ipynb with its submission time "
+                                   "(--timestamp, else the file's modification time); or, with --zip, every notebook "
+                                   "of an LMS download (files named by student; the time of each zip entry). Never "
+                                   "overwrites a submission; refuses a notebook of another quiz.")
+    c.add_argument("--quiz", required=True, help="the quiz NN_slug (or exam variant NN_slug_exam_K)")
+    c.add_argument("--student", default=None, help="student id (letters, digits, _ - . @); not with --zip")
+    c.add_argument("--timestamp", default=None,
+                   help="submission time, ISO 8601 ('2026-12-01 17:05:00' is UTC, or with +01:00); "
+                        "default: the notebook file's modification time")
+    c.add_argument("--zip", default=None, help="an LMS download: a zip of notebooks named by student")
+    c.add_argument("--dry-run", action="store_true", help="with --zip: list who maps to which file, write nothing")
+    c.add_argument("--pattern", default=DEFAULT_PATTERN,
+                   help="with --zip: regular expression with a group (?P<student>...) searched in each entry's "
+                        "path without .ipynb (default: up to the first '_' or '/', as Canvas and Moodle name files)")
+    c.add_argument("--names", default=None,
+                   help="with --zip: CSV with columns name,student mapping LMS names (e.g. 'Ada Lovelace') to ids")
+    c.add_argument("--tz", default="UTC",
+                   help="with --zip: time zone of entries that carry no UTC time (IANA name; default UTC)")
+    c.add_argument("notebook", nargs="?", default=None, help="the student's .ipynb file (not with --zip)")
     a = sub.add_parser("autograde", parents=[common, any_quiz, any_student], help="grade quizzes/submitted/ (runs student code!)",
                        description="nbgrader autograde, one run per student, several students at once (--workers). "
                                    "Runs student code: each kernel in a bubblewrap sandbox where available (--sandbox).")
@@ -674,6 +975,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="nbgrader's CSV export of the gradebook, then per-question statistics "
                                    "(difficulty, discrimination, options chosen, flags) of every autograded quiz.")
     g.add_argument("--out", default=None, help="CSV path (default: <root>/grades.csv)")
+    g.add_argument("--lms", choices=sorted(LMS_COLUMNS), action="append", default=None,
+                   help="also write <root>/grades_<lms>.csv with the totals under the LMS's import column names "
+                        "(repeat for both)")
     g.add_argument("--stats", default=None,
                    help="item statistics CSV (default: <root>/item_stats.csv; the plot goes next to it as .png)")
     au = sub.add_parser("audit", parents=[common, any_quiz], help="check option balance, repeats, leaks and answer types",
@@ -695,6 +999,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     root = course_root(args.root)
+    print(f"course root: {course_root_origin(args.root)}", file=sys.stderr)
     if args.cmd == "keys":
         stale = []
         for q in _select(args.quiz, root):
@@ -726,28 +1031,57 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
         return 0
     if args.cmd == "collect":
-        print(f"collected {collect(args.quiz, args.student, args.notebook, root)}")
+        if args.zip is not None:
+            if args.student or args.notebook or args.timestamp:
+                raise CourseError("--zip collects every student in the zip: give no --student, --timestamp or NOTEBOOK")
+            plan = collect_zip(args.quiz, args.zip, root, args.pattern, args.names, args.dry_run, args.tz)
+            verb = "would collect" if args.dry_run else "collected"
+            for item in plan:
+                if item.problem:
+                    print(f"NOT COLLECTED  {item.entry}: {item.problem}")
+                elif item.note:
+                    print(f"skipped        {item.entry} -> {item.student}: {item.note}")
+                else:
+                    print(f"{verb:<14} {item.entry} -> {item.student} (submitted {timestamp_text(item.time)})")
+            if not plan:
+                raise CourseError(f"zip={args.zip!r} holds no .ipynb file")
+            return 1 if any(item.problem for item in plan) else 0
+        if args.dry_run or args.names or args.tz != "UTC" or args.pattern != DEFAULT_PATTERN:
+            raise CourseError("--dry-run, --names, --pattern and --tz apply to --zip only")
+        if not (args.student and args.notebook):
+            raise CourseError("collect needs --student ID and NOTEBOOK (or --zip FILE for a whole LMS download)")
+        dest = collect(args.quiz, args.student, args.notebook, root, args.timestamp)
+        print(f"collected {dest} (submitted {(dest.parent / 'timestamp.txt').read_text(encoding='utf-8')})")
         return 0
     if args.cmd == "autograde":
         status = 0
-        for q, rep in autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout,
-                                workers=args.workers, sandbox=args.sandbox).items():
-            if not rep["graded"] and not rep["failed"]:
-                print(f"{q}: nothing to grade in {root / 'submitted'}/{args.student}/{q}")
+        report = autograde(args.quiz, root, student=args.student, force=args.force, timeout=args.timeout,
+                           workers=args.workers, sandbox=args.sandbox)
+        for q, rep in report.items():
             for s, (score, total) in sorted(rep["graded"].items()):
-                print(f"{q}  {s:<20} {score:g}/{total:g}")
+                note = ""
+                if s in rep["skipped"]:
+                    note = "  (graded before, unchanged since: not regraded; --force regrades)"
+                elif s in rep["manual"]:
+                    note = "  (regraded; its manual grades are kept and override the new automatic scores)"
+                print(f"{q}  {s:<20} {score:g}/{total:g}{note}")
             for s in rep["failed"]:
                 status = 1
-                print(f"{q}  {s:<20} FAILED: nbgrader could not grade it; see its log below")
-            for s in rep["failed"]:
-                print(f"--- {q} {s}\n{rep['logs'][s][-4000:]}")
+                print(f"{q}  {s:<20} FAILED: {rep['reasons'][s]}")
+            if rep["log_file"] is not None:
+                print(f"{q}: full log in {rep['log_file']}")
+        if not any(rep["graded"] or rep["failed"] for rep in report.values()):
+            print(f"nothing to grade: no submission matches {root / 'submitted'}/{args.student}/{args.quiz}")
         return status
     if args.cmd == "feedback":
         for path in feedback(args.quiz, root, student=args.student):
             print(f"feedback {path}")
         return 0
     if args.cmd == "grades":
-        print(f"wrote {export_grades(args.out, root)}")
+        out = export_grades(args.out, root)
+        print(f"wrote {out} and {out.with_name('grades_by_question.csv')}")
+        for lms in args.lms or []:
+            print(f"wrote {export_lms(lms, root=root)}")
         written = export_item_stats(root, args.stats)
         for path in written:
             print(f"wrote {path}")

@@ -239,13 +239,13 @@ def is_correct(quiz: str, qid: str, answer: Any) -> bool:
 def check(quiz: str, qid: str, answer: Any, *, echo: Callable[[str], Any] = print) -> None:
     """Print one line: ``✓ q03: correct`` or ``✗ q03: ... hint: ...``.
 
-    Returns nothing, so the notebook shows only the line. Silent (one line saying so)
-    when feedback is off, while nbgrader grades the notebook (``NBGRADER_EXECUTION``
-    set), so the grader neither runs student functions twice nor depends on the keys, and
-    for a quiz without a key file (an exam variant ships none).
+    Returns nothing, so the notebook shows only the line. Prints nothing at all while
+    nbgrader grades the notebook (``NBGRADER_EXECUTION`` set), so the grader neither runs
+    student functions twice nor depends on the keys, and the graded notebook and its
+    feedback carry no line about it. One line saying so when feedback is off, and for a
+    quiz without a key file (an exam variant ships none).
     """
     if os.environ.get("NBGRADER_EXECUTION"):
-        echo(f"{qid}: instant feedback is skipped while nbgrader grades")
         return
     if not feedback_enabled():
         echo(f"{qid}: instant feedback is disabled ({FEEDBACK_ENV}=off)")

@@ -33,7 +33,7 @@ from . import quiz as quizmod
 from .givens import with_source_givens
 from .nbgrader_plugins import nbgrader_env
 
-__all__ = ["Question", "course_root", "quiz_ids", "is_exam_variant", "EXAM_VARIANT", "parse_quiz", "source_digest", "execute_solutions",
+__all__ = ["Question", "course_root", "course_root_origin", "quiz_ids", "is_exam_variant", "EXAM_VARIANT", "parse_quiz", "source_digest", "execute_solutions",
            "build_key", "write_key", "key_in_sync", "KEY_FORMAT"]
 
 KEY_FORMAT = 1
@@ -41,21 +41,36 @@ HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 
 def course_root(root: str | os.PathLike | None = None) -> Path:
-    """The nbgrader course root: ``root`` if given, else the repository's ``quizzes/``.
+    """The nbgrader course root: ``root`` if given, else found from the current directory first.
 
-    Without ``root``, the first of ``<repo>/quizzes`` (next to ``src/``), ``./quizzes`` and
-    ``.`` that holds ``nbgrader_config.py`` is used.
+    Without ``root``, the first of ``./quizzes``, ``.`` and the ``quizzes/`` next to the
+    installed package's ``src/`` that holds ``nbgrader_config.py`` is used, so a checkout
+    you work in wins over the one the package was installed from (two checkouts may share
+    one virtualenv). :func:`course_root_origin` says which one was taken.
     """
+    return _find_course_root(root)[0]
+
+
+def course_root_origin(root: str | os.PathLike | None = None) -> str:
+    """``"<path> (why it was chosen)"`` for the course root :func:`course_root` picks."""
+    path, why = _find_course_root(root)
+    return f"{path} ({why})"
+
+
+def _find_course_root(root: str | os.PathLike | None) -> tuple[Path, str]:
     if root is not None:
         path = Path(root).expanduser().resolve()
         if not (path / "nbgrader_config.py").is_file():
             raise CourseError(f"root={str(root)!r} has no nbgrader_config.py; give the quizzes/ folder")
-        return path
-    candidates = [Path(__file__).resolve().parents[3] / "quizzes", Path.cwd() / "quizzes", Path.cwd()]
-    for path in candidates:
+        return path, "from --root"
+    candidates = [(Path.cwd() / "quizzes", "quizzes/ in the current directory"),
+                  (Path.cwd(), "the current directory"),
+                  (Path(__file__).resolve().parents[3] / "quizzes",
+                   "next to the installed package; no course root in the current directory")]
+    for path, why in candidates:
         if (path / "nbgrader_config.py").is_file():
-            return path.resolve()
-    raise CourseError(f"no nbgrader course root found (tried {[str(p) for p in candidates]}); pass --root")
+            return path.resolve(), why
+    raise CourseError(f"no nbgrader course root found (tried {[str(p) for p, _ in candidates]}); pass --root")
 
 
 EXAM_VARIANT = re.compile(r"^(?P<quiz>\d\d_\w+?)_exam_(?P<k>\d+)$")
@@ -81,8 +96,14 @@ def _select(quiz: str, root: Path, exams: bool = False) -> list[str]:
 
     A named exam variant is always accepted when its source exists.
     """
+    if not (Path(root) / "source").is_dir():
+        raise CourseError(f"course root {root} has no source/ folder (the instructor notebooks); "
+                          f"pass --root the quizzes/ folder of your course")
     if quiz == "all":
-        return quiz_ids(root, exams)
+        found = quiz_ids(root, exams)
+        if not found:
+            raise CourseError(f"no quiz under {Path(root) / 'source'} (expected source/NN_slug/NN_slug.ipynb)")
+        return found
     known = quiz_ids(root, exams=True)
     if quiz not in known:
         raise CourseError(f"quiz={quiz!r} is not under {root / 'source'}; allowed: 'all' or one of {known}")
