@@ -40,6 +40,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -285,8 +286,12 @@ def _bwrap_argv(s: dict, ro: list[tuple[str, str]], rw: list[tuple[str, str]], c
     return argv + ["--", *command]
 
 
-def launch(settings: str, connection_file: str | None, probe_root: str | None = None) -> None:
+def launch(settings: str, connection_file: str | None, probe_root: str | None = None,
+           kernel_args: tuple[str, ...] = ()) -> None:
     """The kernelspec's command: start ``enter`` (then the kernel) in bubblewrap; never returns.
+
+    ``kernel_args``: traitlets options for the kernel (``--IPKernelApp.log_level=ERROR``, which
+    nbgrader appends from ``c.Execute.extra_arguments``), passed on to ``ipykernel_launcher``.
 
     Runs as the grader in nbgrader's autograded folder of this student (the kernel's cwd);
     a copy of it is what the sandbox sees, read-only, at ``/run/submission``.
@@ -305,7 +310,7 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
         command = enter + [s["python"], "-c", check]
     else:
         command = enter + [s["python"], "-m", "ipykernel_launcher", "-f", connection_file,
-                           "--HistoryManager.hist_file=:memory:"]
+                           "--HistoryManager.hist_file=:memory:", *kernel_args]
     if os.geteuid() == 0:
         n_ro = len(ro)
         staged = _stage(ro + rw, Path(s["stage"]))
@@ -351,11 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     en = sub.add_parser("enter", help="inside the sandbox: copy the submission, set rlimits, exec the kernel")
     en.add_argument("limits", help="JSON of Limits")
     en.add_argument("command", nargs=argparse.REMAINDER, help="-- then the kernel command")
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
     if args.cmd == "launch":
         if (args.connection_file is None) == (args.probe is None):
             p.error("launch takes a connection file or --probe ROOT")
-        launch(args.settings, args.connection_file, args.probe)
+        bad = [a for a in extra if not re.fullmatch(r"--[A-Za-z_]\w*\.[A-Za-z_]\w*=\S*", a)]
+        if bad:  # only kernel configuration (--Class.trait=value) goes on to the kernel
+            p.error(f"unrecognized arguments: {' '.join(bad)}")
+        launch(args.settings, args.connection_file, args.probe, tuple(extra))
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     enter(json.loads(args.limits), command)
     return 0  # not reached: launch and enter exec
