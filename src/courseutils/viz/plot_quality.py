@@ -222,14 +222,15 @@ def pareto_plot(labels: Sequence[str], size_mib: Sequence[float], kld: Sequence[
             joined by a step line.
         hollow: groups drawn with open markers (e.g. points not measured on the same footing).
     """
-    import matplotlib.pyplot as plt
+    from .plotting import _figure
 
     n = _check_same_length(labels=labels, size_mib=size_mib, kld=kld, groups=groups)
     size_mib, kld = np.asarray(size_mib, dtype=float), np.asarray(kld, dtype=float)
     if (kld <= 0).any():
         raise CourseError("kld must be > 0 for every variant (a log axis); leave the reference out")
     kerr = _yerr(kld, kld_ci, n, "kld_ci")
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig = _figure((9, 5))
+    ax = fig.add_subplot()
     markers = "osD^v<>Pph*X"
     for k, g in enumerate(dict.fromkeys(groups)):
         idx = np.array([i for i in range(n) if groups[i] == g])
@@ -239,8 +240,13 @@ def pareto_plot(labels: Sequence[str], size_mib: Sequence[float], kld: Sequence[
         ax.plot(size_mib[idx], kld[idx], **style)
         if kerr is not None:
             ax.errorbar(size_mib[idx], kld[idx], yerr=kerr[:, idx], fmt="none", ecolor=f"C{k % 10}", capsize=2, lw=1)
-    for x, y, name in zip(size_mib, kld, labels):
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    # labels of points at about the same size are stacked downwards so they stay readable
+    span = max(float(size_mib.max() - size_mib.min()), 1e-9)
+    placed: list[float] = []
+    for i in np.lexsort((-kld, size_mib)):
+        k = sum(abs(size_mib[i] - x) < 0.01 * span for x in placed)
+        placed.append(size_mib[i])
+        ax.annotate(labels[i], (size_mib[i], kld[i]), textcoords="offset points", xytext=(5, 3 - 8 * k), fontsize=7)
     front = list(front)
     if front:
         if any(not 0 <= i < n for i in front):
@@ -252,5 +258,4 @@ def pareto_plot(labels: Sequence[str], size_mib: Sequence[float], kld: Sequence[
     ax.set_title(title or "size vs KLD", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
