@@ -109,3 +109,31 @@ def test_tensor_candidates_sizes_are_llama_cpps_and_costs_are_weighted_errors(f1
     assert cands[names[0]][0].cost > cands[names[0]][1].cost > cands[names[0]][2].cost  # more bits, less error
     with pytest.raises(CourseError, match=r"importance\['blk.0.attn_q.weight'\] must be"):
         tensor_candidates(weights, ["Q4_K"], {names[0]: np.ones(3)})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pareto_front_is_exactly_the_undominated_points(seed):
+    from courseutils.algorithms.allocation import pareto_front
+
+    rng = random.Random(seed)
+    sizes = [rng.randint(1, 8) for _ in range(12)]        # small integers: ties in size and in cost happen
+    costs = [rng.randint(1, 8) for _ in range(12)]
+    front = pareto_front(sizes, costs)
+    # brute force: i is dominated when j is no larger and no worse, and better in one of the two
+    undominated = {i for i in range(12) if not any(
+        sizes[j] <= sizes[i] and costs[j] <= costs[i] and (sizes[j] < sizes[i] or costs[j] < costs[i])
+        for j in range(12))}
+    # exact duplicates of a front point dominate each other in neither direction: keep one of each
+    assert {(sizes[i], costs[i]) for i in front} == {(sizes[i], costs[i]) for i in undominated}
+    assert len(front) == len({(sizes[i], costs[i]) for i in front})
+    assert [sizes[i] for i in front] == sorted(sizes[i] for i in front)
+    assert all(costs[a] > costs[b] for a, b in zip(front, front[1:]))
+
+
+def test_pareto_front_rejects_bad_input():
+    from courseutils.algorithms.allocation import pareto_front
+
+    with pytest.raises(CourseError, match="same non-zero length"):
+        pareto_front([1, 2], [1.0])
+    with pytest.raises(CourseError, match="finite"):
+        pareto_front([1, 2], [1.0, float("nan")])

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-# Lesson 00 is the first thing every student runs; lesson 03 loads the most llama.cpp types.
-FRESH_LESSONS = ["00_setup_and_tour", "03_measuring_quality"]
+# Lesson 00 is the first thing every student runs; lesson 03 loads the most llama.cpp types; lesson 08
+# makes per-tensor mixes, an importance matrix and the IQ types that need one.
+FRESH_LESSONS = ["00_setup_and_tour", "03_measuring_quality", "08_mixed_precision"]
 
 
 @pytest.mark.slow

@@ -41,3 +41,30 @@ def test_error_bars_are_the_intervals():
         interval_plot(["a", "b"], {"x": ([1.0, 2.0], [(0.0, 1.0)])})
     with pytest.raises(CourseError, match="log axis"):
         interval_plot(["a"], {"KLD": ([0.0], [(0.0, 0.0)])}, logy=["KLD"])
+
+
+def test_pareto_plot_draws_every_group_and_the_front():
+    from courseutils.viz.plot_quality import pareto_plot
+
+    labels = ["Q8_0", "Q4_K_M", "Q4_K_M+im", "RTN w3"]
+    size, kld = [6.0, 3.6, 3.6, 3.0], [1e-3, 3e-2, 2e-2, 9e-2]
+    groups = ["llama.cpp", "llama.cpp", "llama.cpp + imatrix", "fake quant (torch)"]
+    fig = pareto_plot(labels, size, kld, groups, kld_ci=[(k * 0.8, k * 1.2) for k in kld], front=[2, 0],
+                      hollow=["fake quant (torch)"])
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["llama.cpp", "llama.cpp + imatrix", "fake quant (torch)", "Pareto front"]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["llama.cpp"].get_xdata()) == [6.0, 3.6]
+    assert lines["fake quant (torch)"].get_markerfacecolor() == "none"
+    assert list(lines["Pareto front"].get_xdata()) == [3.6, 6.0]
+    assert ax.get_yscale() == "log"
+
+
+def test_pareto_plot_rejects_zero_kld_and_bad_front():
+    from courseutils.viz.plot_quality import pareto_plot
+
+    with pytest.raises(CourseError, match="kld must be > 0"):
+        pareto_plot(["F16"], [11.0], [0.0], ["ref"])
+    with pytest.raises(CourseError, match="outside"):
+        pareto_plot(["a"], [1.0], [0.1], ["g"], front=[3])

@@ -16,6 +16,9 @@ Two solvers:
   greatest common divisor of all sizes (exact, because every size is a whole number of
   units): ``best[t][u]`` = the least cost of tensors ``0..t`` within ``u`` units.
 
+:func:`pareto_front` picks, from measured (size, damage) pairs, the ones no other pair beats
+on both at once: the curve a size-vs-KLD plot is read along.
+
 Costs are additive across tensors, the first-order assumption lesson 04 checks.
 :func:`tensor_candidates` builds the candidates from the weights themselves: each type's
 size from its block layout, and its cost from the actual rounding error of llama.cpp's
@@ -39,7 +42,7 @@ from ..core.errors import CourseError
 from ..ggml import blocks
 
 __all__ = ["Candidate", "Allocation", "allocate_greedy", "allocate_exact", "uniform_allocation", "check_candidates",
-           "tensor_candidates"]
+           "tensor_candidates", "pareto_front"]
 
 MAX_DP_CELLS = 50_000_000  # tensors x budget units; beyond it the exact solver refuses
 
@@ -199,3 +202,28 @@ def tensor_candidates(weights: Mapping[str, np.ndarray], qtypes: Sequence[str],
             options.append(Candidate(q, W.shape[0] * blocks.row_bytes(W.shape[1], q), float((w * col_err).sum())))
         out[name] = options
     return out
+
+
+def pareto_front(sizes, costs) -> list[int]:
+    """Indices of the points no other point dominates, by increasing size.
+
+    Point ``i`` is dominated when some ``j`` has ``size_j <= size_i`` and ``cost_j <= cost_i``
+    with at least one strictly smaller: then ``j`` is at least as small and at least as good.
+    (On a size-vs-KLD plot, the front is the lower-left staircase.)
+
+    Args:
+        sizes, costs: ``(n,)`` each, finite (bytes and e.g. mean KLD).
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+    if sizes.ndim != 1 or sizes.shape != costs.shape or sizes.size == 0:
+        raise CourseError(f"sizes and costs must be 1-D of the same non-zero length; got shapes {sizes.shape} "
+                          f"and {costs.shape}")
+    if not (np.isfinite(sizes).all() and np.isfinite(costs).all()):
+        raise CourseError("sizes and costs must be finite")
+    front, best = [], math.inf
+    for i in sorted(range(sizes.size), key=lambda k: (sizes[k], costs[k])):   # smallest first, ties: best first
+        if costs[i] < best:
+            front.append(i)
+            best = costs[i]
+    return front

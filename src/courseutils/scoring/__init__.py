@@ -1,6 +1,7 @@
 """Layer scoring: how good is a quantized model, measured end to end.
 
-- ``evaluate``: perplexity and KLD of GGUF files through llama.cpp, against a baseline.
+- ``evaluate``: perplexity and KLD of GGUF files through llama.cpp, against a baseline (one file, or
+  many against one base, per token for paired intervals).
 - ``torch_eval``: the same per-token scores for a torch model (e.g. fake-quantized by RTN/GPTQ).
 - ``tasks``: held-out format-following and cloze tasks on the corpus.
 - ``scorecard``: the scorecard of quant types and the smallest variant that passes a rubric.

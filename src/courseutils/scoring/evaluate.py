@@ -12,8 +12,9 @@ import numpy as np
 from ..core.errors import CourseError
 from ..llamacpp.bridge import LlamaCpp
 from ..numerics.metrics import kl_divergence, make_chunks, perplexity, scored_slice, token_nll
+from .torch_eval import TokenScores
 
-__all__ = ["scored_logits", "perplexity_gguf", "compare_logits"]
+__all__ = ["scored_logits", "perplexity_gguf", "compare_logits", "evaluate_ggufs"]
 
 
 def scored_logits(llm: LlamaCpp, chunks: np.ndarray, progress: bool = False):
@@ -74,3 +75,48 @@ def perplexity_gguf(path: str | os.PathLike, text: str, n_ctx: int = 256, base: 
         base_llm.close()
     llm.close()
     return result
+
+
+def evaluate_ggufs(paths: dict, text: str, base: str | os.PathLike, n_ctx: int = 256, n_chunks: int | None = None,
+                   device: str | None = None, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Per-token scores of several GGUF files against one base, the base run only once.
+
+    What :func:`perplexity_gguf` computes for one file (llama-perplexity's chunks and scored
+    positions), kept per token so that any two variants can be compared with a paired
+    bootstrap over chunks (:mod:`courseutils.numerics.bootstrap`).
+
+    Args:
+        paths: ``{label: GGUF path}``.
+        base: the reference GGUF (e.g. F16); its logits are computed once and kept in memory.
+
+    Returns:
+        ``(chunks, {label: TokenScores})``: the ``(n_chunks, n_ctx)`` token ids (feed them to
+        :func:`courseutils.scoring.torch_eval.score_torch` to score a torch model on the same
+        tokens) and, per label, ``nll``, ``base_nll``, ``kld`` and ``same_top``, each
+        ``(n_chunks, n_scored)``.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(paths, dict) or not paths:
+        raise CourseError("paths must be a non-empty {label: GGUF path} dict")
+    if not isinstance(text, str) or not text.strip():
+        raise CourseError("text is empty: give the text to evaluate")
+    with LlamaCpp(base, n_ctx=n_ctx, device=device) as base_llm:
+        chunks = make_chunks(base_llm.tokenize(text), n_ctx, base_llm.bos_id, n_chunks)
+        base_logits, targets = zip(*scored_logits(base_llm, chunks))   # per chunk: (n_scored, V), (n_scored,)
+        n_vocab = base_llm.n_vocab
+    base_nll = np.stack([token_nll(z, t) for z, t in zip(base_logits, targets)])   # (n_chunks, n_scored)
+    out = {}
+    for label, path in tqdm(paths.items(), desc="evaluating", disable=not progress):
+        with LlamaCpp(path, n_ctx=n_ctx, device=device) as llm:
+            if llm.n_vocab != n_vocab:
+                raise CourseError(f"paths[{label!r}] has a vocabulary of {llm.n_vocab} tokens, the base {n_vocab}: "
+                                  "KLD needs the same tokenizer")
+            nll, kld, same = [], [], []
+            for (logits, t), z0 in zip(scored_logits(llm, chunks), base_logits):
+                nll.append(token_nll(logits, t))
+                cmp = compare_logits(z0, logits)
+                kld.append(cmp["kld"])
+                same.append(cmp["same_top"])
+        out[label] = TokenScores(nll=np.stack(nll), base_nll=base_nll, kld=np.stack(kld), same_top=np.stack(same))
+    return chunks, out

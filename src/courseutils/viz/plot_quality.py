@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.errors import CourseError
 
-__all__ = ["size_bars", "quality_vs_size", "trend_vs_published", "chunk_scatter", "interval_plot"]
+__all__ = ["size_bars", "quality_vs_size", "trend_vs_published", "chunk_scatter", "interval_plot", "pareto_plot"]
 
 
 def _yerr(estimate, low_high, n: int, name: str):
@@ -208,4 +208,54 @@ def interval_plot(labels: Sequence[str], panels: dict[str, tuple], logy: Sequenc
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def pareto_plot(labels: Sequence[str], size_mib: Sequence[float], kld: Sequence[float], groups: Sequence[str],
+                kld_ci=None, front: Sequence[int] = (), hollow: Sequence[str] = (), title: str = ""):
+    """Size against mean KLD (log scale) for many variants, one marker per group, the front as a staircase.
+
+    Args:
+        labels, size_mib, kld, groups: one entry per variant, ``(n,)`` each; ``kld > 0``.
+        kld_ci: optional ``(low, high)`` per variant, drawn as error bars.
+        front: indices of the Pareto front (e.g. :func:`courseutils.algorithms.allocation.pareto_front`),
+            joined by a step line.
+        hollow: groups drawn with open markers (e.g. points not measured on the same footing).
+    """
+    from .plotting import _figure
+
+    n = _check_same_length(labels=labels, size_mib=size_mib, kld=kld, groups=groups)
+    size_mib, kld = np.asarray(size_mib, dtype=float), np.asarray(kld, dtype=float)
+    if (kld <= 0).any():
+        raise CourseError("kld must be > 0 for every variant (a log axis); leave the reference out")
+    kerr = _yerr(kld, kld_ci, n, "kld_ci")
+    fig = _figure((9, 5))
+    ax = fig.add_subplot()
+    markers = "osD^v<>Pph*X"
+    for k, g in enumerate(dict.fromkeys(groups)):
+        idx = np.array([i for i in range(n) if groups[i] == g])
+        style = dict(marker=markers[k % len(markers)], ls="none", ms=7, label=g, color=f"C{k % 10}")
+        if g in hollow:
+            style.update(mfc="none")
+        ax.plot(size_mib[idx], kld[idx], **style)
+        if kerr is not None:
+            ax.errorbar(size_mib[idx], kld[idx], yerr=kerr[:, idx], fmt="none", ecolor=f"C{k % 10}", capsize=2, lw=1)
+    # labels of points at about the same size are stacked downwards so they stay readable
+    span = max(float(size_mib.max() - size_mib.min()), 1e-9)
+    placed: list[float] = []
+    for i in np.lexsort((-kld, size_mib)):
+        k = sum(abs(size_mib[i] - x) < 0.01 * span for x in placed)
+        placed.append(size_mib[i])
+        ax.annotate(labels[i], (size_mib[i], kld[i]), textcoords="offset points", xytext=(5, 3 - 8 * k), fontsize=7)
+    front = list(front)
+    if front:
+        if any(not 0 <= i < n for i in front):
+            raise CourseError(f"front holds an index outside 0..{n - 1}")
+        ax.step(size_mib[front], kld[front], where="post", color="gray", lw=1, alpha=0.7, label="Pareto front")
+    ax.set_yscale("log")
+    ax.set_xlabel("size (MiB)")
+    ax.set_ylabel("mean KLD to the reference (nats/token)")
+    ax.set_title(title or "size vs KLD", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
