@@ -138,7 +138,8 @@ def test_common_prefix():
 
 
 # --------------------------------------------------------------------------- ipywidgets 7.7 (Colab) and 8
-WIDGET_MODULES = {"widgets_quality": ("completion_explorer", "rubric_explorer")}
+WIDGET_MODULES = {"widgets_quality": ("completion_explorer", "rubric_explorer"),
+                  "widgets_allocation": ("allocation_explorer",)}
 
 # Runs in a subprocess: builds every widget of the course, moves one control of each, checks the effect.
 BUILD_EVERY_WIDGET = r'''
@@ -158,6 +159,14 @@ assert "the first 2 characters agree" in box.children[2].value
 box.children[0].children[0].value = 1   # the prompt dropdown
 assert "identical completions" in box.children[2].value, "the dropdown did not redraw"
 box.children[1].value = "Q4_K_M"        # the ToggleButtons
+from courseutils.algorithms.allocation import Candidate
+from courseutils.viz.widgets_allocation import allocation_explorer
+cands = {t: [Candidate(q, b, s * 4.0 ** -i) for i, (q, b) in enumerate({"Q3_K": 110, "Q6_K": 210}.items())]
+         for t, s in {"blk.0.attn_q.weight": 1.0, "blk.0.ffn_down.weight": 5.0}.items()}
+box = allocation_explorer(cands, start=220)
+assert ">Q6_K<" not in box.children[1].value
+box.children[0].value = box.children[0].max   # the budget slider
+assert box.children[1].value.count(">Q6_K<") == 2, "the budget slider did not re-solve"
 print(json.dumps({"ipywidgets": ipywidgets.__version__, "file": ipywidgets.__file__}))
 '''
 
@@ -166,10 +175,12 @@ def test_every_widget_module_is_covered(root):
     """A new widget module (one that imports ipywidgets) must join the 7.7/8 test below."""
     found = {p.stem for p in (root / "src" / "courseutils" / "viz").glob("*.py") if "ipywidgets" in p.read_text()}
     assert found == set(WIDGET_MODULES), f"widget modules {sorted(found)}; the 7.7/8 test covers {sorted(WIDGET_MODULES)}"
-    import courseutils.viz.widgets_quality as mod
+    import importlib
 
-    builders = {name for name in mod.__all__ if name.endswith("_explorer")}
-    assert builders == set(WIDGET_MODULES["widgets_quality"])
+    for name, expected in WIDGET_MODULES.items():
+        mod = importlib.import_module(f"courseutils.viz.{name}")
+        builders = {b for b in mod.__all__ if b.endswith("_explorer")}
+        assert builders == set(expected), f"{name}: builders {sorted(builders)}, the 7.7/8 test builds {expected}"
 
 
 def ipywidgets77_python(root) -> Path:
