@@ -5,6 +5,7 @@ file; see tests/fixtures/llama_imatrix.json for the tool version and options.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_in_memory_imatrix_gives_llama_quantizes_tensors_bit_for_bit(tmp_path):
     assert sha256_file(f16) == META["f16_sha256"], "tinycode's F16 export changed: regenerate with `make oracles`"
     imatrix = read_imatrix(FIX / "courseutils_imatrix_tinycode.gguf").values
     out = quantize(f16, tmp_path / "iq2.gguf", META["qtype"], imatrix=imatrix)
-    hashes = {t.name: __import__("hashlib").sha256(bytes(t.data)).hexdigest()[:16] for t in gguf.GGUFReader(str(out)).tensors}
+    hashes = {t.name: hashlib.sha256(bytes(t.data)).hexdigest()[:16] for t in gguf.GGUFReader(str(out)).tensors}
     assert hashes == META["quantized_tensor_sha256"]
 
 

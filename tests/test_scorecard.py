@@ -3,7 +3,7 @@ import json
 import pytest
 
 from courseutils.core.errors import CourseError
-from courseutils.scoring.scorecard import Rubric, format_table, gguf_bpw, run_scorecard, write_json
+from courseutils.scoring.scorecard import Rubric, format_table, run_scorecard, write_json
 
 FIELDS = {"type", "file_bytes", "bpw", "load_bytes", "tokens_per_second", "ppl", "kld", "top1_agreement",
           "format_following", "task_accuracy", "passes", "sha256"}

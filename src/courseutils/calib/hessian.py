@@ -318,8 +318,6 @@ def model_hutchinson(model, tokens, layers: Sequence[str] | None = None, n_probe
     All of ``tokens`` forms one batch (keep it small on a CPU). Returns
     ``{layer name: (n_probes,) per-probe estimates}``.
     """
-    import torch
-
     names = _weight_names(model, layers)
     ps = _params(model, names)
     device = model_device(model)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.errors import CourseError, GGUFError
 from ..core.io import atomic_path
+from ..llamacpp.bridge import check_imatrix_values
 
 __all__ = ["compute_imatrix", "write_imatrix", "read_imatrix", "ImatrixFile"]
 
@@ -114,9 +115,8 @@ def write_imatrix(path: str | os.PathLike, imatrix: dict[str, np.ndarray], n_tok
         writer.add_uint32(gguf.Keys.IMatrix.CHUNK_COUNT, n_tokens // chunk_size)
         writer.add_uint32(gguf.Keys.IMatrix.CHUNK_SIZE, chunk_size)
         for name in sorted(imatrix):
+            check_imatrix_values(name, imatrix[name])  # the same rule as quantize(imatrix=...)
             mean = np.asarray(imatrix[name], dtype=np.float64)
-            if mean.ndim != 1 or not np.isfinite(mean).all() or (mean < 0).any():
-                raise CourseError(f"imatrix[{name!r}] must be a 1-D array of finite, non-negative values")
             writer.add_tensor(f"{name}.in_sum2", (mean * n_tokens).astype(np.float32)[None, :])
             writer.add_tensor(f"{name}.counts", np.array([[n_tokens]], dtype=np.float32))
         writer.write_header_to_file()

@@ -54,7 +54,7 @@ from .givens import read_secrets
 from .nbgrader_plugins import HideTestOutputs, drop_mathjax, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
 from .sandbox import MODES as SANDBOX_MODES, BwrapKernel, Limits, resolve as resolve_sandbox
 from .submissions import (DEFAULT_PATTERN, STUDENT_ID, ZipSubmission, check_quiz, check_student, file_time,
-                          notebook_quiz, parse_time, plan_zip, read_names, timestamp_text)
+                          parse_time, plan_zip, read_names, timestamp_text)
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root, course_root_origin,
                         execute_solutions, is_exam_variant, key_in_sync, parse_quiz, quiz_ids, source_digest,
                         write_key)

@@ -47,7 +47,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["quant_types", "IMATRIX_REQUIRED", "quantize", "check_gguf", "LlamaCpp", "get_gguf",
            "gpu_offload_supported", "model_fingerprint", "quiet_stderr", "parse_buffer_sizes",
-           "check_tokenizer_parity"]
+           "check_tokenizer_parity", "check_imatrix_values"]
 
 # File types of llama-quantize, in its order, minus experimental ones. F32/F16/BF16 are
 # "quantizations" too: llama-quantize can convert to them.
@@ -102,6 +102,14 @@ def quiet_stderr(enabled: bool = True):
         os.close(devnull)
 
 
+def check_imatrix_values(name: str, values) -> np.ndarray:
+    """``values`` of one importance-matrix entry as float32, or a clear error unless 1-D, finite, >= 0."""
+    arr = np.ascontiguousarray(values, dtype=np.float32)
+    if arr.ndim != 1 or not np.isfinite(arr).all() or (arr < 0).any():
+        raise QuantTypeError(f"imatrix[{name!r}] must be a 1-D array of finite, non-negative values")
+    return arr
+
+
 def _imatrix_structs(imatrix: dict[str, np.ndarray]):
     """A NULL-terminated ``llama_model_imatrix_data[]`` array (and the buffers it points to)."""
     import llama_cpp
@@ -109,9 +117,7 @@ def _imatrix_structs(imatrix: dict[str, np.ndarray]):
     entries = (llama_cpp.llama_model_imatrix_data * (len(imatrix) + 1))()
     keep = []
     for i, (name, values) in enumerate(sorted(imatrix.items())):
-        arr = np.ascontiguousarray(values, dtype=np.float32)
-        if arr.ndim != 1 or not np.isfinite(arr).all() or (arr < 0).any():
-            raise QuantTypeError(f"imatrix[{name!r}] must be a 1-D array of finite, non-negative values")
+        arr = check_imatrix_values(name, values)
         name_b = name.encode()
         keep += [arr, name_b]
         entries[i].name = name_b
@@ -394,7 +400,7 @@ def check_tokenizer_parity(path: str | os.PathLike, model: str | os.PathLike, te
     p = check_gguf(path).resolve()
     st = p.stat()
     stamp = p.with_name(p.name + ".parity.json")
-    key = _parity_key(p, model, text)
+    key = _parity_key(st, model, text)
     try:
         remembered = json.loads(stamp.read_text())
         if remembered.get("key") == key:
@@ -410,7 +416,7 @@ def check_tokenizer_parity(path: str | os.PathLike, model: str | os.PathLike, te
     return n
 
 
-def _parity_key(path: Path, model: str | os.PathLike, text: str) -> str:
+def _parity_key(st: os.stat_result, model: str | os.PathLike, text: str) -> str:
     """What a passed parity check depends on: this file version, the tokenizer's files,
     the llama.cpp build that tokenizes, and the sample text.
 
@@ -421,7 +427,6 @@ def _parity_key(path: Path, model: str | os.PathLike, text: str) -> str:
 
     from ..model.loader import resolve_model
 
-    st = path.stat()
     where = Path(resolve_model(model)[1])
     tokenizer = model_fingerprint(where) if where.is_dir() else str(model)
     parts = [str(st.st_size), str(st.st_mtime_ns), tokenizer, llama_cpp.__version__, text]
