@@ -296,6 +296,38 @@ def _bwrap_argv(s: dict, ro: list[tuple[str, str]], rw: list[tuple[str, str]], c
     return argv + ["--", *command]
 
 
+def inner_command(python: str, limits: dict, connection_file: str | None, probe_root: str | None = None,
+                  kernel_args: tuple[str, ...] = ()) -> list[str]:
+    """What runs inside the sandbox: :func:`enter`, then the kernel (or, without a connection file,
+    the probe that checks the imports and that ``probe_root`` is hidden)."""
+    enter = [python, "-m", "courseutils.grading.sandbox", "enter", json.dumps(limits), "--"]
+    if connection_file is None:
+        check = (f"import ipykernel, numpy, courseutils.grading.quiz, os\n"
+                 f"print('sandbox sees the course root' if os.path.exists({probe_root!r}) else 'sandbox ok')")
+        return enter + [python, "-c", check]
+    return enter + [python, "-m", "ipykernel_launcher", "-f", connection_file, "--HistoryManager.hist_file=:memory:",
+                    *kernel_args]
+
+
+def add_launch_parser(sub, what: str, settings_by: str) -> None:
+    """The ``launch`` command's arguments (this module's and the container launcher's)."""
+    la = sub.add_parser("launch", help=f"set up and exec {what}")
+    la.add_argument("settings", help=f"sandbox.json written by {settings_by}")
+    la.add_argument("connection_file", nargs="?", help="the kernel's connection file")
+    la.add_argument("--probe", metavar="ROOT", help="instead of a kernel, check imports and that ROOT is hidden")
+
+
+def launch_args(p: argparse.ArgumentParser, args, extra: list[str]) -> tuple:
+    """``launch``'s arguments after the checks: a connection file or ``--probe``, and only kernel
+    configuration (``--Class.trait=value``) among the extra arguments that go on to the kernel."""
+    if (args.connection_file is None) == (args.probe is None):
+        p.error("launch takes a connection file or --probe ROOT")
+    bad = [a for a in extra if not re.fullmatch(r"--[A-Za-z_]\w*\.[A-Za-z_]\w*=\S*", a)]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    return args.settings, args.connection_file, args.probe, tuple(extra)
+
+
 def launch(settings: str, connection_file: str | None, probe_root: str | None = None,
            kernel_args: tuple[str, ...] = ()) -> None:
     """The kernelspec's command: start ``enter`` (then the kernel) in bubblewrap; never returns.
@@ -312,15 +344,7 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
     shutil.copytree(os.getcwd(), copy, symlinks=True)
     ro.append((str(copy), SUBMISSION))
     rw = [(s["runtime"], s["runtime"])]
-    limits = json.dumps(s["limits"])
-    enter = [s["python"], "-m", "courseutils.grading.sandbox", "enter", limits, "--"]
-    if connection_file is None:  # bwrap_problem's probe
-        check = (f"import ipykernel, numpy, courseutils.grading.quiz, os\n"
-                 f"print('sandbox sees the course root' if os.path.exists({probe_root!r}) else 'sandbox ok')")
-        command = enter + [s["python"], "-c", check]
-    else:
-        command = enter + [s["python"], "-m", "ipykernel_launcher", "-f", connection_file,
-                           "--HistoryManager.hist_file=:memory:", *kernel_args]
+    command = inner_command(s["python"], s["limits"], connection_file, probe_root, kernel_args)
     if os.geteuid() == 0:
         n_ro = len(ro)
         staged = _stage(ro + rw, Path(s["stage"]))
@@ -365,21 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m courseutils.grading.sandbox",
                                 description="Start a Jupyter kernel in a bubblewrap sandbox (the autograde kernelspec's command).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    la = sub.add_parser("launch", help="outside the sandbox: set up and exec bwrap")
-    la.add_argument("settings", help="sandbox.json written by BwrapKernel")
-    la.add_argument("connection_file", nargs="?", help="the kernel's connection file")
-    la.add_argument("--probe", metavar="ROOT", help="instead of a kernel, check imports and that ROOT is hidden")
+    add_launch_parser(sub, "bwrap (outside the sandbox)", "BwrapKernel")
     en = sub.add_parser("enter", help="inside the sandbox: copy the submission, set rlimits, exec the kernel")
     en.add_argument("limits", help="JSON of Limits")
     en.add_argument("command", nargs=argparse.REMAINDER, help="-- then the kernel command")
     args, extra = p.parse_known_args(argv)
     if args.cmd == "launch":
-        if (args.connection_file is None) == (args.probe is None):
-            p.error("launch takes a connection file or --probe ROOT")
-        bad = [a for a in extra if not re.fullmatch(r"--[A-Za-z_]\w*\.[A-Za-z_]\w*=\S*", a)]
-        if bad:  # only kernel configuration (--Class.trait=value) goes on to the kernel
-            p.error(f"unrecognized arguments: {' '.join(bad)}")
-        launch(args.settings, args.connection_file, args.probe, tuple(extra))
+        launch(*launch_args(p, args, extra))
     elif extra:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

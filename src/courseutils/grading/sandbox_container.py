@@ -37,7 +37,6 @@ import argparse
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,8 @@ import tarfile
 from pathlib import Path
 
 from ..core.errors import CourseError
-from .sandbox import ETC_FILES, HOME, SANDBOX_UID, SUBMISSION, Limits, SandboxKernel
+from .sandbox import (ETC_FILES, HOME, SANDBOX_UID, SUBMISSION, Limits, SandboxKernel, add_launch_parser,
+                      inner_command, launch_args)
 
 __all__ = ["ENGINES", "IMAGE", "ContainerKernel", "container_problem", "empty_image_tar", "run_argv", "main"]
 
@@ -158,15 +158,8 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
     s = json.loads(Path(settings).read_text(encoding="utf-8"))
     copy = Path(s["runtime"]).parent / "submission"
     shutil.copytree(os.getcwd(), copy, symlinks=True)
-    limits = json.dumps({**s["limits"], "processes": None})  # the container's pids limit counts them
-    enter = [s["python"], "-m", "courseutils.grading.sandbox", "enter", limits, "--"]
-    if connection_file is None:  # container_problem's probe
-        check = (f"import ipykernel, numpy, courseutils.grading.quiz, os\n"
-                 f"print('sandbox sees the course root' if os.path.exists({probe_root!r}) else 'sandbox ok')")
-        command = enter + [s["python"], "-c", check]
-    else:
-        command = enter + [s["python"], "-m", "ipykernel_launcher", "-f", connection_file,
-                           "--HistoryManager.hist_file=:memory:", *kernel_args]
+    limits = {**s["limits"], "processes": None}  # the container's pids limit counts them
+    command = inner_command(s["python"], limits, connection_file, probe_root, kernel_args)
     if os.geteuid() == 0:  # the kernel (user 65534) creates its sockets here and reads its copy
         for path in [s["runtime"], *([connection_file] if connection_file else []), copy, *copy.rglob("*")]:
             os.chown(path, s["uid"], s["uid"], follow_symlinks=False)
@@ -180,17 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Start a Jupyter kernel in a Docker or Podman container "
                                             "(the autograde kernelspec's command with --sandbox docker|podman).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    la = sub.add_parser("launch", help="set up and exec the container engine")
-    la.add_argument("settings", help="sandbox.json written by ContainerKernel")
-    la.add_argument("connection_file", nargs="?", help="the kernel's connection file")
-    la.add_argument("--probe", metavar="ROOT", help="instead of a kernel, check imports and that ROOT is hidden")
+    add_launch_parser(sub, "the container engine", "ContainerKernel")
     args, extra = p.parse_known_args(argv)
-    if (args.connection_file is None) == (args.probe is None):
-        p.error("launch takes a connection file or --probe ROOT")
-    bad = [a for a in extra if not re.fullmatch(r"--[A-Za-z_]\w*\.[A-Za-z_]\w*=\S*", a)]
-    if bad:  # only kernel configuration (--Class.trait=value) goes on to the kernel
-        p.error(f"unrecognized arguments: {' '.join(bad)}")
-    launch(args.settings, args.connection_file, args.probe, tuple(extra))
+    launch(*launch_args(p, args, extra))
     return 0  # not reached: launch execs
 
 
