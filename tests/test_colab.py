@@ -253,4 +253,5 @@ def test_dry_run_installs_nothing(monkeypatch, colab_env, capsys):
     monkeypatch.setattr(subprocess, "run", rec)
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: {"nvidia-smi": "/x", "nvcc": "/usr/bin/nvcc"}.get(name))
     assert installer.main(["--dry-run"]) == 0
-    assert not rec.pip() and "whl/cu125" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert not rec.pip() and "whl/cu125" in out and "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=75" in out

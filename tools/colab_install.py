@@ -136,7 +136,10 @@ def install_llama_cpp(python: str, dry_run: bool = False) -> None:
     arch = gpu_arch()
     if arch is None:
         print(f"CPU runtime (no GPU): {blc.PACKAGE}=={version} compiled with the course's flags", flush=True)
-        if not dry_run:
+        if dry_run:
+            with cmake_args(""):
+                print("would run: tools/build_llama_cpp.py wheel, CMAKE_ARGS:", " ".join(blc.Plan(CONSTRAINTS).args))
+        else:
             build_from_source(python, "")
         return
     cuda = cuda_version()
@@ -148,7 +151,8 @@ def install_llama_cpp(python: str, dry_run: bool = False) -> None:
     print(f"GPU runtime: compute capability {arch}, CUDA {'.'.join(map(str, cuda)) if cuda else 'unknown'}", flush=True)
     if dry_run:
         print("would run:", " ".join(prebuilt_command(python, version, tag)) if tag else "(no published CUDA wheel)")
-        print(f"else: CMAKE_ARGS='{cuda_args}' tools/build_llama_cpp.py wheel")
+        with cmake_args(cuda_args):
+            print("else: tools/build_llama_cpp.py wheel, CMAKE_ARGS:", " ".join(blc.Plan(CONSTRAINTS).args))
         return
     if blc._installed_key(python) in (prebuilt_key, source_key):
         print(f"{blc.PACKAGE} {version} for CUDA is already installed", flush=True)
