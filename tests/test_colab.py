@@ -40,7 +40,7 @@ def test_the_url_comes_from_pyproject_only():
     url = cells.repository_url(ROOT)
     assert url == "https://github.com/quant-course/quantization-from-first-principles"
     code = cells.install_cell(url)
-    assert f'"{url}"' in code and f'repo = "{CLONE}"' in code
+    assert f'url = "{url}"' in code and f'repo = "{CLONE}"' in code and max(map(len, code.splitlines())) <= 100
     assert code.count("\n") < 10, "keep the install cell short enough to read"
     lesson = json.loads((ROOT / "lessons" / "00_setup_and_tour.ipynb").read_text())
     assert "".join(lesson["cells"][1]["source"]) == code
@@ -67,7 +67,16 @@ def course_copy(tmp_path):
                                             .replace("\n\n\n\n", "\n\n"))
     del nb["cells"][1]
     (tmp_path / "lessons" / "09_new.ipynb").write_text(cells.dumps(nb))
+    # a lesson copied from lesson 08 before this tool existed: 08's badge and the old pip-only install cell
+    nb = json.loads((ROOT / "lessons" / "08_mixed_precision.ipynb").read_text())
+    nb["cells"][1]["source"] = cells._lines(OLD_INSTALL_CELL)
+    (tmp_path / "lessons" / "10_copy.ipynb").write_text(cells.dumps(nb))
     return tmp_path, fork
+
+
+OLD_INSTALL_CELL = """import sys, subprocess
+if "google.colab" in sys.modules:  # Colab: install the course package first (about 5 minutes)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "courseutils @ git+https://github.com/quant-course/quantization-from-first-principles"], check=True)"""
 
 
 def test_the_tool_writes_badges_and_install_cells_and_touches_nothing_else(course_copy, capsys):
@@ -84,6 +93,7 @@ def test_the_tool_writes_badges_and_install_cells_and_touches_nothing_else(cours
                   else f"lessons/{path.name}")
         title = "".join(new["cells"][0]["source"])
         assert cells.badge(fork, target) in title and "quant-course" not in title
+        assert title.count("colab-badge.svg") == 1
         assert title.splitlines()[0] == "".join(old["cells"][0]["source"]).splitlines()[0]
         assert _title_without_badge(new["cells"][0]) == _title_without_badge(old["cells"][0])
         assert "".join(new["cells"][1]["source"]) == cells.install_cell(fork)

@@ -44,9 +44,10 @@ INSTALL_CELL = '''\
 import os, subprocess, sys
 if {mark}:
     import runpy
+    url = "{url}"
     repo = "/content/{name}"
     if not os.path.isdir(repo):
-        subprocess.run(["git", "clone", "--quiet", "--depth=1", "{url}", repo], check=True)
+        subprocess.run(["git", "clone", "--quiet", "--depth=1", url, repo], check=True)
     runpy.run_path(f"{{repo}}/tools/colab_install.py")["main"]([])'''
 
 
