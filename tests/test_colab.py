@@ -28,6 +28,7 @@ def _load(name):
 
 cells = _load("colab_cells")
 installer = _load("colab_install")
+V = installer.blc.pinned_version(ROOT / "constraints.txt")  # the llama-cpp-python version the course pins
 
 
 # --------------------------------------------------------------------------- badge and install cell in sync
@@ -147,13 +148,13 @@ class Recorder:
         elif cmd[1:3] == ["-c", "import sys; print(sys.prefix)"]:
             out = str(self.prefix)
         elif cmd[1] == "-c" and "m.version" in cmd[2]:
-            rc, out = (0, "0.3.36") if self.installed else (1, "")
+            rc, out = (0, V) if self.installed else (1, "")
         elif cmd[1] == "-c" and "llama_supports_gpu_offload" in cmd[2]:
             out = str(self.installed == "cuda")
         elif cmd[1:4] == ["-m", "pip", "wheel"]:
             wheel_dir = Path(cmd[cmd.index("-w") + 1])
             self.built = "cuda" if "GGML_CUDA=on" in kw.get("env", {}).get("CMAKE_ARGS", "") else "cpu"
-            (wheel_dir / "llama_cpp_python-0.3.36-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+            (wheel_dir / f"llama_cpp_python-{V}-py3-none-linux_x86_64.whl").write_bytes(b"")
         elif cmd[1:4] == ["-m", "pip", "install"] and "--extra-index-url" in cmd:
             rc = self.prebuilt_rc
             self.installed = "cuda" if rc == 0 else self.installed
@@ -203,7 +204,7 @@ def _course_flags(extra: str = "") -> str:
 PY = sys.executable
 COURSE = [PY, "-m", "pip", "install", "--quiet", str(ROOT)]
 WHEEL = [PY, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
-         "llama-cpp-python==0.3.36", "-w"]
+         f"llama-cpp-python=={V}", "-w"]
 
 
 def test_outside_colab_the_install_cell_runs_nothing(monkeypatch):
@@ -229,10 +230,10 @@ def test_on_a_gpu_runtime_the_prebuilt_cuda_wheel_is_installed(monkeypatch, cola
     _run_cell(monkeypatch, rec, colab=True, which=which)
     assert [c for c, _ in rec.pip()] == [
         [PY, "-m", "pip", "install", "--quiet", "--only-binary", "llama-cpp-python", "--extra-index-url",
-         "https://abetlen.github.io/llama-cpp-python/whl/cu125", "llama-cpp-python==0.3.36"], COURSE]
+         "https://abetlen.github.io/llama-cpp-python/whl/cu125", f"llama-cpp-python=={V}"], COURSE]
     assert "llama.cpp backend: CUDA" in capsys.readouterr().out
     marker = json.loads((colab_env / ".llama-cpp-python.json").read_text())
-    assert marker["key"] == "0.3.36-cu125-prebuilt"
+    assert marker["key"] == f"{V}-cu125-prebuilt"
     # another notebook in the same runtime: llama-cpp-python is there already, only the course is reinstalled
     rec.calls.clear()
     _run_cell(monkeypatch, rec, colab=True, which=which)
@@ -243,11 +244,12 @@ def test_without_a_prebuilt_wheel_it_is_compiled_for_this_gpu(monkeypatch, colab
     rec = Recorder(colab_env, gpu="8.0", prebuilt_rc=1)  # no nvcc on PATH: the driver's CUDA 12.4
     _run_cell(monkeypatch, rec, colab=True, which={"nvidia-smi": "/usr/bin/nvidia-smi"})
     pip = rec.pip()
-    assert pip[0][0][-2:] == ["https://abetlen.github.io/llama-cpp-python/whl/cu124", "llama-cpp-python==0.3.36"]
+    assert pip[0][0][-2:] == ["https://abetlen.github.io/llama-cpp-python/whl/cu124", f"llama-cpp-python=={V}"]
     assert pip[1][0][:len(WHEEL)] == WHEEL
     assert pip[1][1]["env"]["CMAKE_ARGS"] == _course_flags("-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=80")
     assert [c for c, _ in pip[3:]] == [COURSE]
     assert "llama.cpp backend: CUDA" in capsys.readouterr().out
+    assert "CMAKE_ARGS" not in os.environ and "CUDACXX" not in os.environ, "the kernel's environment is left as it was"
 
 
 @pytest.mark.parametrize("cuda, tag", [((12, 5), "cu125"), ((12, 8), "cu125"), ((12, 4), "cu124"), ((13, 1), "cu130"),

@@ -112,22 +112,25 @@ def backend(python: str) -> str | None:
 
 
 @contextmanager
-def cmake_args(extra: str):
-    """``CMAKE_ARGS`` for tools/build_llama_cpp.py (it adds them after the course's CPU flags)."""
-    old = os.environ.get("CMAKE_ARGS")
-    os.environ["CMAKE_ARGS"] = extra
+def cmake_args(extra: str, cudacxx: str | None = None):
+    """``CMAKE_ARGS`` (and ``CUDACXX``) for tools/build_llama_cpp.py, which adds them after the course's
+    CPU flags; the notebook's environment is restored afterwards."""
+    values = {"CMAKE_ARGS": extra, **({"CUDACXX": cudacxx} if cudacxx else {})}
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("CMAKE_ARGS", None)
-        else:
-            os.environ["CMAKE_ARGS"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def build_from_source(python: str, extra: str) -> None:
+def build_from_source(python: str, extra: str, cudacxx: str | None = None) -> None:
     """tools/build_llama_cpp.py ``wheel``: the course's flags plus ``extra``; skipped when already installed."""
-    with cmake_args(extra):
+    with cmake_args(extra, cudacxx):
         blc.main(["--constraints", str(CONSTRAINTS), "wheel", "--python", python])
 
 
@@ -165,9 +168,9 @@ def install_llama_cpp(python: str, dry_run: bool = False) -> None:
             return
         print(f"no usable prebuilt wheel for {version} ({tag}): {(got.stderr or '').strip()[-300:]}", flush=True)
     print(f"compiling {blc.PACKAGE}=={version} for CUDA (estimated 15-30 minutes on 2 vCPUs)", flush=True)
-    if not shutil.which("nvcc") and Path(NVCC[1]).is_file():
-        os.environ.setdefault("CUDACXX", NVCC[1])  # CMake's CUDA compiler, when /usr/local/cuda/bin is not on PATH
-    build_from_source(python, cuda_args)
+    # CMake's CUDA compiler, when /usr/local/cuda/bin is not on PATH
+    cudacxx = NVCC[1] if not shutil.which("nvcc") and not os.environ.get("CUDACXX") and Path(NVCC[1]).is_file() else None
+    build_from_source(python, cuda_args, cudacxx)
 
 
 def main(argv: list[str] | None = None) -> int:
