@@ -28,7 +28,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html release collect autograde feedback grades quiz-keys quiz-audit clean
+.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html colab-cells release collect autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -96,6 +96,10 @@ bench: install  ## write benchmarks/results.md and .json
 
 html: install  ## execute every lesson and render the course site to build/html (opens offline: build/html/index.html)
 	$(PY) tools/build_site.py --out build/html
+
+# Standard library only: it needs no .venv.
+colab-cells:  ## write the Open-in-Colab badge and install cell (URL from pyproject.toml) into every lesson and quiz
+	$(PYTHON) tools/colab_cells.py
 
 quiz-keys: install  ## regenerate the instant-feedback keys and the student copies from quizzes/source
 	$(PY) -m courseutils.grading keys
