@@ -48,17 +48,24 @@ def test_fixture_records_the_options_it_was_made_with(oracle):
     assert (value["-c"], value["-b"], value["-ub"], value["-fa"]) == (n, n, n, "on")
     assert value["--chunks"] == str(oracle["n_chunks"])
     assert oracle["tool_version"].startswith("version:")
-    for row in oracle["results"].values():
-        assert row["chunks_reported"] == oracle["n_chunks"] and row["n_ctx_reported"] == oracle["n_ctx"]
+    for key in ("results", "results_no_repack"):
+        for row in oracle[key].values():
+            assert row["chunks_reported"] == oracle["n_chunks"] and row["n_ctx_reported"] == oracle["n_ctx"]
+            assert ("--no-repack" in row["command"]) == (key == "results_no_repack")
 
 
+@pytest.mark.parametrize("repack", [True, False], ids=["repack", "no_repack"])
 @pytest.mark.parametrize("qtype", ["F16", "Q4_K_M"])
-def test_perplexity_matches_llama_perplexity(qtype, oracle, oracle_text):
-    from courseutils.llamacpp import get_gguf, load_mode
+def test_perplexity_matches_llama_perplexity(qtype, repack, oracle, oracle_text, monkeypatch):
+    """Both load modes of the course (extra buffer types on: llama.cpp's weight repacking; off: the
+    safe mode of AMX CPUs) against llama-perplexity run the same way (``--no-repack`` for off)."""
+    from courseutils.llamacpp import EXTRA_BUFTS_ENV, get_gguf, load_mode
     from courseutils.scoring.evaluate import perplexity_gguf
     from courseutils.scoring.scorecard import sha256_file
 
-    want = oracle["results"][qtype]
+    monkeypatch.setenv(EXTRA_BUFTS_ENV, "1" if repack else "0")
+    assert load_mode().use_extra_bufts is repack
+    want = oracle["results" if repack else "results_no_repack"][qtype]
     path = get_gguf("tinycode", qtype)
     sha = sha256_file(path)
     if sha != want["gguf_sha256"]:
@@ -68,12 +75,9 @@ def test_perplexity_matches_llama_perplexity(qtype, oracle, oracle_text):
     ours = perplexity_gguf(path, oracle_text, n_ctx=oracle["n_ctx"], n_chunks=oracle["n_chunks"])
     assert ours["n_chunks"] == want["chunks_reported"]
     assert ours["n_scored"] == oracle["n_chunks"] * (oracle["n_ctx"] - 1 - oracle["n_ctx"] // 2)
-    note = "" if load_mode().use_extra_bufts == oracle["repack"] else (
-        f" (note: the fixture was made with weight repacking {'on' if oracle['repack'] else 'off'}, "
-        "this machine loads with it the other way)")
     assert ours["ppl"] == pytest.approx(want["ppl"], rel=REL_TOL), (
-        f"{qtype}: courseutils PPL {ours['ppl']:.6f}, llama-perplexity {want['ppl']:.4f} "
-        f"({oracle['tool_version']}){note}")
+        f"{qtype}, repacking {'on' if repack else 'off'}: courseutils PPL {ours['ppl']:.6f}, "
+        f"llama-perplexity {want['ppl']:.4f} ({oracle['tool_version']})")
 
 
 def test_make_oracles_has_help():
