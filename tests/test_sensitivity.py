@@ -271,3 +271,24 @@ def test_on_tinycode_proxies_are_positive_and_consistent(tinycode):
     s = stats["model.layers.0.mlp.down_proj"]
     assert s.alpha.shape == (model.config.intermediate_size,) and np.all(s.alpha >= 0) and s.alpha.max() > 0
     assert rank_correlation(s.awq, s.gptq)["spearman"] == pytest.approx(1.0)
+
+
+def test_sequence_sensitivity_averages_to_collect_sensitivity_and_sees_each_sequence_alone(tiny):
+    from courseutils.algorithms.sensitivity import sequence_sensitivity
+
+    model, tokens = tiny
+    names = [n for n, _ in linear_layers(model)][:3]
+    per = sequence_sensitivity(model, tokens, names, batch_size=3)      # batches of 3: a partial last batch too
+    whole = collect_sensitivity(model, tokens, names, progress=False)
+    for n in names:
+        assert per[n].alpha.shape == (tokens.shape[0], whole[n].alpha.shape[0])
+        np.testing.assert_allclose(per[n].alpha.mean(0), whole[n].alpha, rtol=1e-9)
+        np.testing.assert_allclose(per[n].awq.mean(0), whole[n].awq, rtol=1e-9)
+        assert per[n].d_out == whole[n].d_out
+    # row s is sequence s on its own, whatever else shares its batch
+    alone = collect_sensitivity(model, tokens[1:2], names, progress=False)
+    np.testing.assert_allclose(per[names[0]].alpha[1], alone[names[0]].alpha, rtol=1e-9)
+    with pytest.raises(CourseError, match="tokens has dtype"):
+        sequence_sensitivity(model, tokens.float(), names)
+    with pytest.raises(ModelError, match="layer='model.nope'"):
+        sequence_sensitivity(model, tokens, ["model.nope"])
