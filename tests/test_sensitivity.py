@@ -292,3 +292,25 @@ def test_sequence_sensitivity_averages_to_collect_sensitivity_and_sees_each_sequ
         sequence_sensitivity(model, tokens.float(), names)
     with pytest.raises(ModelError, match="layer='model.nope'"):
         sequence_sensitivity(model, tokens, ["model.nope"])
+
+
+def test_subset_agreement_is_spearman_of_each_disjoint_subset_mean():
+    from scipy.stats import spearmanr
+
+    from courseutils.algorithms.sensitivity import subset_agreement
+
+    rng = np.random.default_rng(0)
+    X = np.exp(rng.normal(size=(7, 20)))                  # 7 sequences, 20 channels
+    ref = np.exp(rng.normal(size=20))
+    for n in (1, 2, 3, 7):
+        want = [spearmanr(X[s:s + n].mean(0), ref).statistic for s in range(0, 7 - n + 1, n)]
+        got = subset_agreement(X, ref, n)
+        assert got.shape == (7 // n,)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(subset_agreement(X, X[:3].mean(0), 3)[0], 1.0)
+    with pytest.raises(CourseError, match="n=8; allowed: an integer from 1 to n_pool=7"):
+        subset_agreement(X, ref, 8)
+    with pytest.raises(CourseError, match="n=0"):
+        subset_agreement(X, ref, 0)
+    with pytest.raises(CourseError, match=r"got shapes \(7, 20\) and \(19,\)"):
+        subset_agreement(X, ref[:19], 1)

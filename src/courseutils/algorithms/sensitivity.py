@@ -54,7 +54,7 @@ from ..calib.hooks import (LinearHooks, SuffixEvaluator, calibration_tokens, get
                     model_device, next_token_nll, swap_weight)
 from ..core.errors import CourseError, ModelError
 
-__all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "SequenceSensitivity", "sequence_sensitivity", "rtn_perturbation", "noise_perturbation",
+__all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "SequenceSensitivity", "sequence_sensitivity", "subset_agreement", "rtn_perturbation", "noise_perturbation",
            "measure_perturbation", "group_truth", "group_scores", "rank_correlation", "proxy_study",
            "layer_noise_sensitivity", "standard_error", "benchmark_proxies"]
 
@@ -246,6 +246,38 @@ def sequence_sensitivity(model, tokens, layers: list[str] | None = None, batch_s
                          "input tokens to the loss")
     return {n: SequenceSensitivity(n, torch.cat(rows[n]["x2g2"]).numpy(), torch.cat(rows[n]["x2"]).numpy(),
                                    rows[n]["d_out"]) for n in names}
+
+
+def subset_agreement(per_seq, ref, n: int) -> np.ndarray:
+    """Spearman's rho of each disjoint ``n``-sequence estimate with a reference: lesson 09's stability measure.
+
+    The pool ``per_seq`` (n_pool, d) holds one estimate per sequence (e.g. a
+    :class:`SequenceSensitivity` row). It is cut into ``K = n_pool // n`` disjoint subsets of ``n``
+    consecutive rows (rows left over are dropped); subset ``k``'s estimate is the mean of its rows,
+    and
+
+        rho_k = Spearman( mean_{s in S_k} per_seq[s],  ref ),    k = 0 .. K-1
+
+    (Pearson's correlation of the ranks; ties get average ranks). ``ref`` (d,) should come from
+    other sequences, or the agreement is inflated by shared noise.
+
+    Returns:
+        ``(K,)`` float64 array of rho_k.
+    """
+    from scipy.stats import rankdata
+
+    X, r = np.asarray(per_seq, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if X.ndim != 2 or r.shape != (X.shape[1],) or X.shape[1] < 3:
+        raise CourseError(f"per_seq must be (n_pool, d) and ref (d,) with d >= 3; got shapes {X.shape} and {r.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= X.shape[0]:
+        raise CourseError(f"n={n!r}; allowed: an integer from 1 to n_pool={X.shape[0]}")
+    K = X.shape[0] // n
+    est = X[: K * n].reshape(K, n, -1).mean(axis=1)            # (K, d) subset estimates
+    rx, ry = rankdata(est, axis=-1), rankdata(r)                 # (K, d), (d,)
+    rx -= rx.mean(axis=-1, keepdims=True)
+    ry -= ry.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(-1) / np.sqrt((rx * rx).sum(-1) * (ry * ry).sum())
 
 
 def _weight_np(W) -> np.ndarray:

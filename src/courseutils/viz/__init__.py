@@ -7,6 +7,7 @@
 - ``plot_items``: quiz item statistics for instructors (difficulty against discrimination).
 - ``widgets_quality``: the interactive widgets of lessons 00 and 03.
 - ``widgets_allocation``: the size-budget widget of lesson 08 (mixed-precision allocation).
+- ``widgets_stability``: the calibration-size widget of lesson 09 (how an estimate's ranking settles).
 
 May import: core, numerics, model, ggml, llamacpp, calib, algorithms, scoring.
 """
