@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 QUIZ   ?= all
 # Students `make autograde` grades at once, one process each; empty: one per CPU.
 WORKERS ?=
-# Where student code runs: auto (a bubblewrap sandbox per kernel when bwrap works, else a warning), bwrap, off.
+# Where student code runs: auto (a bubblewrap sandbox per kernel when bwrap works, else a warning), bwrap,
+# docker or podman (a container per kernel), off.
 SANDBOX ?= auto
 # Exact versions CI tests; `make constraints` rewrites it from .venv.
 CONSTRAINTS := constraints.txt
@@ -27,7 +28,7 @@ export PYTHONUNBUFFERED := 1
 # llama.cpp's OpenMP threads spin while idle; on a busy 2-core machine that costs 4-25x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html release collect autograde feedback grades quiz-keys quiz-audit clean
+.PHONY: help install llama-cpp constraints lab system-deps test test-fast test-reference oracles demo model bench html colab-cells release collect autograde feedback grades quiz-keys quiz-audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -54,7 +55,7 @@ constraints: $(STAMP)  ## rewrite constraints.txt from the versions installed in
 lab: install  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. lessons/00_setup_and_tour.ipynb
 
-system-deps:  ## install chromium and bubblewrap from apt when missing and possible (tools/system_deps.sh)
+system-deps:  ## install chromium, bubblewrap, podman and runc from apt when missing and possible (tools/system_deps.sh)
 	@bash tools/system_deps.sh
 
 test: install system-deps  ## run every check: layout, unit tests, quiz pipeline, the rendered site, lessons under nbval and from an empty cache
@@ -96,6 +97,10 @@ bench: install  ## write benchmarks/results.md and .json
 html: install  ## execute every lesson and render the course site to build/html (opens offline: build/html/index.html)
 	$(PY) tools/build_site.py --out build/html
 
+# Standard library only: it needs no .venv.
+colab-cells:  ## write the Open-in-Colab badge and install cell (URL from pyproject.toml) into every lesson and quiz
+	$(PYTHON) tools/colab_cells.py
+
 quiz-keys: install  ## regenerate the instant-feedback keys and the student copies from quizzes/source
 	$(PY) -m courseutils.grading keys
 	$(PY) -m courseutils.grading students
@@ -119,7 +124,7 @@ else
 	$(PY) -m courseutils.grading collect --quiz $(QUIZ) --student "$(STUDENT)" $(if $(TIMESTAMP),--timestamp "$(TIMESTAMP)") "$(NOTEBOOK)"
 endif
 
-autograde: $(PY)  ## grade quizzes/submitted (QUIZ=q STUDENT=id FORCE=1: regrade; WORKERS=N at once, default one per CPU; SANDBOX=auto|bwrap|off)
+autograde: $(PY)  ## grade quizzes/submitted (QUIZ=q STUDENT=id FORCE=1: regrade; WORKERS=N at once, default one per CPU; SANDBOX=auto|bwrap|docker|podman|off)
 	$(PY) -m courseutils.grading autograde --quiz $(QUIZ) --sandbox $(SANDBOX) $(if $(STUDENT),--student "$(STUDENT)") $(if $(FORCE),--force) $(if $(WORKERS),--workers $(WORKERS))
 
 feedback: $(PY)  ## HTML feedback (no hidden tests) in quizzes/feedback (QUIZ=q STUDENT=id for one)

@@ -156,6 +156,28 @@ def bench_autograde_class(n: int = 200) -> dict:
     return grading.time_class_autograde(grading.quiz_ids(grading.course_root())[0], n=n)
 
 
+def bench_sandboxes(n: int = 12) -> dict:
+    """Seconds per submission graded one at a time (one worker) without a sandbox and in each sandbox
+    that works here (issue 22): n submissions of the first quiz per mode, every score checked. Podman
+    reads CONTAINERS_CONF when set (tests/fixtures/containers.conf on hosts with hybrid cgroups)."""
+    import warnings
+
+    from courseutils.grading import instructor as grading
+    from courseutils.grading.sandbox import SandboxWarning
+
+    quiz, out = grading.quiz_ids(grading.course_root())[0], {}
+    for mode in ("off", "bwrap", "podman", "docker"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxWarning)
+            try:
+                r = grading.time_class_autograde(quiz, n=n, workers=1, progress=False, sandbox=mode)
+            except Exception as exc:  # the engine is missing or does not run here: say why, go on
+                out[mode] = f"unavailable: {str(exc).splitlines()[0][:160]}"
+                continue
+        out[mode] = f"{r['seconds'] / n:.2f} s per submission (load {r['load_average_before']})"
+    return out
+
+
 def bench_imports() -> dict:
     """Seconds to import the quiz checker in a fresh interpreter (students' kernels do this in every
     quiz; it must stay light: tests/test_quiz_keys.py checks it pulls in neither torch nor nbgrader)."""
@@ -184,7 +206,8 @@ def bench_lessons() -> dict:
 
 
 SECTIONS = {"imports": bench_imports, "llama_cpp": bench_llama_cpp, "pipeline": None, "gptq": bench_gptq, "scorecard": bench_scorecard, "sensitivity": bench_sensitivity,
-            "grading": bench_grading, "autograde_class": bench_autograde_class, "lessons": bench_lessons}
+            "grading": bench_grading, "autograde_class": bench_autograde_class, "sandboxes": bench_sandboxes,
+            "lessons": bench_lessons}
 
 
 def main(argv=None) -> int:

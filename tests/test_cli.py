@@ -63,3 +63,22 @@ def test_info_json():
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["llama_cpp_backend"] in ("CPU", "CUDA") and info["tinycode"]["parameters"] > 1e6
+
+
+@pytest.mark.parametrize("device, offload", [("cpu", False), ("cuda", True), ("cuda", False)])
+def test_info_reports_the_llama_cpp_backend(device, offload, monkeypatch, capsys):
+    """`info` says CUDA when llama-cpp-python offloads to the GPU, and warns when torch has a GPU but llama.cpp not."""
+    from courseutils import cli
+    from courseutils.core import config
+    from courseutils.llamacpp import bridge
+
+    monkeypatch.setattr(config, "get_device", lambda device_=None: device)
+    monkeypatch.setattr(bridge, "gpu_offload_supported", lambda: offload)
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    backend = "CUDA" if offload else "CPU"
+    assert f"torch device: {device} | llama.cpp backend: {backend} |" in out
+    assert ("note: torch uses the GPU, but this llama-cpp-python is a CPU build" in out) == (device == "cuda" and not offload)
+    assert cli.main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["llama_cpp_backend"] == backend and info["device"] == device

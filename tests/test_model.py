@@ -25,7 +25,7 @@ def test_local_directory_loads(tiny_llama_dir):
     assert model.config.num_hidden_layers == 1 and len(tok) == model.config.vocab_size
 
 
-def test_hub_id_loads_from_the_hub_cache(tiny_llama_dir):
+def test_hub_id_loads_from_the_hub_cache(tiny_llama_dir, monkeypatch):
     """The hub path is real transformers hub loading, fed from a local cache snapshot (offline)."""
     from huggingface_hub import constants
 
@@ -44,6 +44,22 @@ def test_hub_id_loads_from_the_hub_cache(tiny_llama_dir):
     reference, _ = load_model(tiny_llama_dir, device="cpu")
     ids = torch.tensor([[0, 5, 9, 100]])
     assert torch.equal(model(ids).logits, reference(ids).logits)
+    # what a Colab user does: COURSE_MODEL names the hub model, and every load_model() without a name gets it
+    monkeypatch.setenv("COURSE_MODEL", repo)
+    assert resolve_model() == ("hub", repo)
+    by_env, _ = load_model(device="cpu")
+    assert torch.equal(by_env(ids).logits, reference(ids).logits)
+
+
+@pytest.mark.parametrize("env, gpu, expected", [("auto", True, "cuda"), ("auto", False, "cpu"), ("", True, "cuda"),
+                                                ("cpu", True, "cpu"), ("CUDA", True, "cuda")])
+def test_cuda_is_picked_automatically(env, gpu, expected, monkeypatch):
+    """COURSE_DEVICE=auto (or unset) is CUDA when torch sees a GPU, as on a Colab GPU runtime; cpu forces the CPU."""
+    from courseutils.core.config import get_device
+
+    monkeypatch.setenv("COURSE_DEVICE", env)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert get_device() == expected
 
 
 @pytest.mark.parametrize("name, match", [("./no/such/dir", "no such directory"), ("not a model", "hub id"),

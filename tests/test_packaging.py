@@ -89,7 +89,8 @@ def test_colab_badges_point_at_the_repository(root):
         text = nb_path.read_text()
         badge = f"https://colab.research.google.com/github/{slug}/blob/main/lessons/{nb_path.name}"
         assert badge in text, f"{nb_path.name}: Colab badge missing or pointing elsewhere"
-        assert f"git+{repo}" in text, f"{nb_path.name}: the Colab install cell must install {repo}"
+        assert f'url = "{repo}"' in text.replace('\\"', '"'), \
+            f"{nb_path.name}: the Colab install cell must install from {repo} (tools/colab_cells.py writes it)"
         other = set(re.findall(r"github\.com/([\w.-]+/[\w.-]+?)(?:/blob|\.git|\"|\\\\n|\s)", text)) - {slug}
         assert not other, f"{nb_path.name} mentions other repositories: {other}"
 

@@ -63,6 +63,9 @@ def test_variant_keeps_every_right_option_and_drops_the_checks(quiz_id):
         vq = {q.qid: q for q in parse_quiz(v.notebook, v.assignment)}
         assert vq.keys() == questions.keys() and all(q.check_cell == -1 for q in vq.values())
         assert not [c for c in v.notebook.cells if c.source.lstrip().startswith("check(")]
+        assert "colab-badge" in nb.cells[0].source and "colab-badge" not in v.notebook.cells[0].source, \
+            "an exam variant has no badge: it would open the self-study quiz"
+        assert "\n\n\n" not in v.notebook.cells[0].source
         for qid, (old, new) in v.answers.items():
             src_q, var_q = questions[qid], vq[qid]
             before = _option_texts(nb.cells[src_q.answer_cell - 1].source)

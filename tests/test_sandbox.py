@@ -14,7 +14,10 @@ made before any grading; then everything is graded together, two workers at once
 - the gradebook's ``sqlite3 .dump`` only gains rows of the tables nbgrader's trusted process
   writes when it grades (students, submissions, grades, comments); nothing else changes.
 
-The sandbox tests never skip on CI (``CI=true``): there, bubblewrap must work.
+The same attacks run in each sandbox this machine has: bubblewrap, Podman and Docker
+(``--sandbox docker|podman``, :mod:`courseutils.grading.sandbox_container`). They never skip
+on CI (``CI=true``) for bubblewrap and Podman, which ``make system-deps`` installs; Docker
+needs a running daemon, so its run is skipped where there is none.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ import nbformat
 import pytest
 
 from courseutils.core.errors import CourseError
-from courseutils.grading import instructor as grading, sandbox
+from courseutils.grading import instructor as grading, sandbox, sandbox_choice, sandbox_container
 
 ROOT = grading.course_root()
 QUIZ = grading.quiz_ids(ROOT)[0]
@@ -41,21 +44,40 @@ LIMITS = sandbox.Limits(memory_bytes=2**30, cpu_seconds=60, processes=32, file_b
 HONEST = {"sol": "solution", "part": "partial", "bad": "wrong"}
 
 
-def _problem() -> str | None:
+# Podman's settings for these tests: runc and cgroupfs, which also work where cgroups v1 and v2
+# are mounted together (crun, Podman's default runtime, refuses such hosts).
+CONTAINERS_CONF = Path(__file__).parent / "fixtures" / "containers.conf"
+REQUIRED_ON_CI = ("bwrap", "podman")
+
+
+def _problem(mode: str) -> str | None:
     root = Path(os.environ.get("TMPDIR", "/tmp")) / "courseutils-sandbox-probe-root"
-    return sandbox.bwrap_problem(root, LIMITS)
+    if mode == "bwrap":
+        return sandbox.bwrap_problem(root, LIMITS) if shutil.which("bwrap") else "bwrap is not installed"
+    if not shutil.which(mode):
+        return f"{mode} is not installed"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONTAINERS_CONF", str(CONTAINERS_CONF))
+        return sandbox_container.container_problem(root, LIMITS, engine=mode)
 
 
-PROBLEM = _problem() if shutil.which("bwrap") else "bwrap is not installed"
+PROBLEMS = {mode: _problem(mode) for mode in ("bwrap", "podman", "docker")}
+PROBLEM = PROBLEMS["bwrap"]
 needs_bwrap = pytest.mark.skipif(PROBLEM is not None and os.environ.get("CI") != "true",
                                  reason=f"bubblewrap sandbox unavailable: {PROBLEM}")
 
 
-def test_the_sandbox_works_on_ci():
-    """On CI the sandbox tests must run, not skip (.ci/run installs bubblewrap)."""
-    if os.environ.get("CI") != "true" and PROBLEM is not None:
-        pytest.skip(f"not CI, and the sandbox is unavailable: {PROBLEM}")
-    assert PROBLEM is None
+def _skip_unless_available(mode: str) -> None:
+    if PROBLEMS[mode] is not None and not (mode in REQUIRED_ON_CI and os.environ.get("CI") == "true"):
+        pytest.skip(f"{mode} sandbox unavailable: {PROBLEMS[mode]}")
+
+
+@pytest.mark.parametrize("mode", REQUIRED_ON_CI)
+def test_the_sandbox_works_on_ci(mode):
+    """On CI the sandbox tests must run, not skip (make test installs bubblewrap and Podman)."""
+    if os.environ.get("CI") != "true" and PROBLEMS[mode] is not None:
+        pytest.skip(f"not CI, and the {mode} sandbox is unavailable: {PROBLEMS[mode]}")
+    assert PROBLEMS[mode] is None
 
 
 # --------------------------------------------------------------------------- attacks
@@ -121,11 +143,16 @@ def _attack_cell(nb, code: str) -> dict:
     return next(c for c in nb.cells if c.cell_type == "code" and c.source == code)
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    if PROBLEM is not None and os.environ.get("CI") != "true":
-        pytest.skip(f"bubblewrap sandbox unavailable: {PROBLEM}")
-    base = tmp_path_factory.mktemp("sandbox")
+@pytest.fixture(scope="module", params=["bwrap", "podman", "docker"])
+def graded(request, tmp_path_factory):
+    mode = request.param
+    _skip_unless_available(mode)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONTAINERS_CONF", str(CONTAINERS_CONF))  # read by Podman, also in the worker processes
+        yield _grade_with_attackers(mode, tmp_path_factory.mktemp(f"sandbox-{mode}"))
+
+
+def _grade_with_attackers(mode: str, base: Path) -> dict:
     root = base / "quizzes"
     root.mkdir()
     config = (ROOT / "nbgrader_config.py").read_text(encoding="utf-8")
@@ -166,7 +193,7 @@ def graded(tmp_path_factory):
                              c.metadata.get("nbgrader", {}).get("solution")), cell)
         _write(root, student, nb)
 
-    kw = dict(workers=2, timeout=5, total_timeout=60, progress=False, sandbox="bwrap")
+    kw = dict(workers=2, timeout=5, total_timeout=60, progress=False, sandbox=mode)
     alone_report = grading.autograde(QUIZ, alone, **kw)[QUIZ]
     submitted_before = _tree_digest(root / "submitted")
     dump_before = _dump(root / "gradebook.db")
@@ -247,31 +274,61 @@ def test_gradebook_changes_only_in_rows_the_grader_writes(graded):
 
 
 # --------------------------------------------------------------------------- choosing the sandbox
-def test_unknown_and_unimplemented_modes_are_refused(tmp_path):
+def test_unknown_modes_are_refused(tmp_path):
     with pytest.raises(CourseError, match="sandbox='chroot'"):
-        sandbox.resolve("chroot", tmp_path)
-    with pytest.raises(CourseError, match="docker.*not implemented"):
-        sandbox.resolve("docker", tmp_path)
+        sandbox_choice.resolve("chroot", tmp_path)
+    with pytest.raises(CourseError, match="engine='lxc'"):
+        sandbox_container.ContainerKernel(tmp_path, engine="lxc")
+
+
+def test_a_missing_engine_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox_container.shutil, "which", lambda name: None)
+    with pytest.raises(CourseError, match="sandbox='podman' cannot run here.*podman command is not installed"):
+        sandbox_choice.resolve("podman", tmp_path)
+
+
+def test_the_container_shows_only_the_allow_list_read_only(tmp_path):
+    settings = {"engine": "/usr/bin/podman", "uid": 65534, "label": "courseutils.sandbox=x", "python": "/opt/py/bin/python",
+                "paths": ["/opt/py"], "runtime": "/tmp/box/run", "limits": LIMITS.__dict__, "pythonpath": "/opt/src"}
+    argv = sandbox_container.run_argv(settings, "/tmp/box/submission", ["python", "-c", "1"])
+    volumes = [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"]
+    assert all(v.endswith(":ro") for v in volumes if not v.startswith("/tmp/box/run:"))
+    assert "/tmp/box/run:/tmp/box/run" in volumes and "/opt/py:/opt/py:ro" in volumes
+    assert "/tmp/box/submission:/run/submission:ro" in volumes
+    for flag, value in [("--network", "none"), ("--user", "65534:65534"), ("--cap-drop", "ALL"),
+                        ("--pids-limit", str(LIMITS.processes)), ("--memory", str(LIMITS.memory_bytes))]:
+        assert argv[argv.index(flag) + 1] == value, flag
+    assert "--read-only" in argv and argv[-4:] == [sandbox_container.IMAGE, "python", "-c", "1"]
+
+
+def test_the_empty_image_holds_only_symlinks_and_folders():
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(sandbox_container.empty_image_tar())) as tar:
+        members = tar.getmembers()
+    assert members and all(m.issym() or m.isdir() for m in members)
+    assert {m.name for m in members if m.isdir()} >= {"etc", "tmp", "home", "proc"}
 
 
 def test_off_warns_what_is_not_protected(tmp_path):
     with pytest.warns(sandbox.SandboxWarning, match="quizzes/source"):
-        assert sandbox.resolve("off", tmp_path) == "off"
+        assert sandbox_choice.resolve("off", tmp_path) == "off"
 
 
 def test_auto_without_bwrap_warns_and_bwrap_without_it_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.warns(sandbox.SandboxWarning, match="without a sandbox.*not installed"):
-        assert sandbox.resolve("auto", tmp_path) == "off"
+        assert sandbox_choice.resolve("auto", tmp_path) == "off"
     with pytest.raises(CourseError, match="sandbox='bwrap' cannot run here"):
-        sandbox.resolve("bwrap", tmp_path)
+        sandbox_choice.resolve("bwrap", tmp_path)
 
 
 @needs_bwrap
 def test_auto_is_bwrap_where_it_works(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert sandbox.resolve("auto", tmp_path) == "bwrap"
+        assert sandbox_choice.resolve("auto", tmp_path) == "bwrap"
 
 
 def test_limits_are_checked():

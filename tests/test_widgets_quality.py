@@ -230,3 +230,107 @@ def test_every_widget_builds_and_responds_under_ipywidgets(major, root):
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["ipywidgets"].startswith(major)
+
+
+# --------------------------------------------------------------------------- the lessons' own interact() widgets
+def lesson_widget_calls(root) -> list[dict]:
+    """Every ``widgets.interact(f, name=widgets.X(...), ...)`` in a lesson's code, as data a subprocess can build.
+
+    Keyword values that are literals are kept; the others are replaced: ``options`` by three
+    labels (the literal ``value`` first, when there is one), anything else dropped (the widget's
+    default). So the test builds the same widget classes with the same keywords the lessons use.
+    """
+    import ast
+    import json as _json
+
+    found = []
+    for nb_path in sorted((root / "lessons").glob("*.ipynb")):
+        for i, cell in enumerate(_json.loads(nb_path.read_text())["cells"]):
+            src = "".join(cell["source"])
+            if cell["cell_type"] != "code" or "widgets.interact" not in src:
+                continue
+            src = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(src)):
+                if not (isinstance(node, ast.Call) and ast.unparse(node.func) == "widgets.interact"):
+                    continue
+                controls = {}
+                for kw in node.keywords:
+                    call = kw.value
+                    assert isinstance(call, ast.Call) and ast.unparse(call.func).startswith("widgets."), \
+                        f"{nb_path.name} cell {i}: {kw.arg}= is not a widgets.X(...) call; extend this test"
+                    kwargs = {}
+                    for k in call.keywords:
+                        try:
+                            kwargs[k.arg] = ast.literal_eval(k.value)
+                        except ValueError:
+                            kwargs[k.arg] = None
+                    if "options" in kwargs and kwargs["options"] is None:
+                        first = [kwargs["value"]] if kwargs.get("value") is not None else []
+                        kwargs["options"] = first + ["opt_b", "opt_c"]
+                    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+                    controls[kw.arg] = {"cls": ast.unparse(call.func).split(".", 1)[1], "kwargs": kwargs}
+                found.append({"where": f"{nb_path.name} cell {i}", "controls": controls})
+    return found
+
+
+BUILD_LESSON_WIDGETS = r'''
+import json, sys
+import ipywidgets as widgets
+assert widgets.__version__.startswith(sys.argv[1]), widgets.__version__
+for call in json.loads(sys.argv[2]):
+    names = list(call["controls"])
+    seen = []
+    f = eval("lambda " + ", ".join(f"{n}=None" for n in names) + ": seen.append((" + ", ".join(names) + ",))",
+             {"seen": seen})
+    controls = {n: getattr(widgets, c["cls"])(**c["kwargs"]) for n, c in call["controls"].items()}
+    for n, c in call["controls"].items():
+        unknown = [k for k in c["kwargs"] if not controls[n].has_trait(k)]
+        assert not unknown, f"{call['where']}: {c['cls']} has no {unknown} in ipywidgets {widgets.__version__}"
+    box = widgets.interactive(f, **controls)
+    for k, (name, w) in enumerate(controls.items()):
+        if isinstance(w, widgets.SelectMultiple):
+            w.index = (len(w.options) - 1,)
+        elif hasattr(w, "index"):                        # Dropdown, ToggleButtons
+            w.index = (w.index + 1) % len(w.options)
+        elif isinstance(w, widgets.FloatLogSlider):
+            w.value = w.base ** w.max
+        elif hasattr(w, "max"):                          # IntSlider, FloatSlider
+            w.value = w.max
+        else:                                            # Text
+            w.value = "2.5"
+        assert seen and seen[-1][k] == w.value, f"{call['where']}: moving {name} did not call the function"
+print(json.dumps({"calls": len(json.loads(sys.argv[2])), "ipywidgets": widgets.__version__}))
+'''
+
+
+def test_lesson_widgets_are_found(root):
+    """Every lesson cell with widgets.interact is parsed (a new lesson's widgets join the 7.7/8 test below)."""
+    calls = lesson_widget_calls(root)
+    assert len(calls) >= 7 and all(c["controls"] for c in calls)
+    classes = {c["cls"] for call in calls for c in call["controls"].values()}
+    assert {"Dropdown", "IntSlider", "FloatLogSlider", "SelectMultiple", "ToggleButtons", "Text"} <= classes
+
+
+def test_every_explorer_a_lesson_calls_is_covered(root):
+    """The *_explorer builders lessons call are the ones the 7.7/8 test builds."""
+    used = set()
+    for nb_path in sorted((root / "lessons").glob("*.ipynb")):
+        text = "".join("".join(c["source"]) for c in __import__("json").loads(nb_path.read_text())["cells"]
+                       if c["cell_type"] == "code")
+        used |= set(re.findall(r"\b(\w+_explorer)\(", text))
+    covered = {b for builders in WIDGET_MODULES.values() for b in builders}
+    assert used and used <= covered, f"lessons call {sorted(used - covered)}, which the 7.7/8 test does not build"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("major", ["7.7", "8"])
+def test_lesson_interact_widgets_respond_under_ipywidgets(major, root):
+    """The lessons' interact() controls, built with the lessons' keywords, call their function when moved."""
+    import json
+
+    python = ipywidgets77_python(root) if major == "7.7" else Path(sys.executable)
+    calls = lesson_widget_calls(root)
+    out = subprocess.run([str(python), "-c", BUILD_LESSON_WIDGETS, major, json.dumps(calls)], capture_output=True,
+                         text=True, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["calls"] == len(calls)

@@ -34,6 +34,9 @@ def _info(args) -> dict:
     info["tinycode"] = {k: card.get(k) for k in ("parameters", "validation_perplexity", "tokens_seen",
                                                   "train_seconds", "date")}
     info["tinycode"]["corpus_sha256"] = card.get("corpus", {}).get("sha256")
+    if info["device"] == "cuda" and info["llama_cpp_backend"] == "CPU":
+        info["llama_cpp_note"] = ("torch uses the GPU, but this llama-cpp-python is a CPU build, so llama.cpp runs on "
+                                  "the CPU; for a CUDA build see the README, 'On Google Colab'")
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -42,6 +45,8 @@ def _info(args) -> dict:
               f"llama-cpp-python {v['llama-cpp-python']} | gguf {v['gguf']}")
         print(f"torch device: {info['device']} | llama.cpp backend: {info['llama_cpp_backend']} | "
               f"default model: {info['default_model']} | cache: {info['cache']}")
+        if "llama_cpp_note" in info:
+            print(f"note: {info['llama_cpp_note']}")
         print(f"llama.cpp load mode: {mode.name}; {mode.reason}")
         print(f"llama.cpp system info: {info['llama_cpp_system_info']}")
         t = info["tinycode"]

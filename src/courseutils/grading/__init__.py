@@ -9,6 +9,8 @@
 - ``audit``: the checks that keep quizzes honest (option balance, repeats, leaks, answer types).
 - ``item_stats``: per-question statistics of a class's autograded submissions.
 - ``sandbox``: autograde's kernel in a bubblewrap sandbox (kernelspec launcher, rlimits, no network).
+- ``sandbox_container``: the same kernel in a Docker or Podman container (``--sandbox docker|podman``).
+- ``sandbox_choice``: which sandbox autograde uses (``auto``, ``off``, ``bwrap``, ``docker``, ``podman``).
 - ``submissions``: submission times, the quiz a notebook belongs to, mapping an LMS zip to students.
 - ``instructor``: release, collect, autograde, feedback, grades and LMS exports; ``python -m courseutils.grading``.
 

@@ -46,6 +46,9 @@ EXAM_NOTE = ("**Exam version.** This notebook has no check cells and no instant 
              "The givens and the order of the options differ from the self-study quiz.")
 
 
+# The "Open in Colab" badge (tools/colab_cells.py) on its own line, with the blank line before it.
+_COLAB_BADGE = re.compile(r"\n*\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
 _INTRO_EDITS = [
     ("Each question has four cells: the question, an answer cell (replace `raise NotImplementedError()` with your "
      "answer), a check cell that says at once whether the answer is right (✓/✗), and a locked test cell",
@@ -160,6 +163,7 @@ def build_variant(nb, quiz: str, secret: str, k: int) -> Variant:
     title = out.cells[0]
     for old_text, new_text in _INTRO_EDITS:        # the self-study instructions mention the check cells
         title.source = title.source.replace(old_text, new_text)
+    title.source = _COLAB_BADGE.sub("", title.source)  # it opens the self-study quiz, not this variant
     lines = title.source.split("\n")
     lines[0] = f"{lines[0]} · exam variant {k}" if lines[0].startswith("#") else lines[0]
     title.source = "\n".join(lines[:1] + ["", EXAM_NOTE] + lines[1:])

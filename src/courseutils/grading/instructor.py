@@ -11,7 +11,7 @@ the ``quizzes/`` next to the installed package (every command prints which, on s
     python -m courseutils.grading collect   --quiz NN_slug --student ID [--timestamp TIME] NOTEBOOK
     python -m courseutils.grading collect   --quiz NN_slug --zip LMS.zip [--dry-run] [--names CSV] [--pattern RE]
     python -m courseutils.grading autograde [--quiz all|NN_slug] [--student ID] [--force] [--workers N]
-                                            [--sandbox auto|off|bwrap|docker]
+                                            [--sandbox auto|off|bwrap|docker|podman]
     python -m courseutils.grading feedback  [--quiz all|NN_slug] [--student ID]
     python -m courseutils.grading grades    [--out FILE] [--lms canvas|moodle]
                                         # grades.csv, grades_by_question.csv, grades_<lms>.csv, item_stats.csv/.png
@@ -52,7 +52,8 @@ from ..core.io import atomic_path
 from . import audit as quiz_audit, exam as quiz_exam, item_stats
 from .givens import read_secrets
 from .nbgrader_plugins import HideTestOutputs, drop_mathjax, InstantiateGivens, QuizExecute, StripQuizMetadata, nbgrader_env
-from .sandbox import MODES as SANDBOX_MODES, BwrapKernel, Limits, resolve as resolve_sandbox
+from .sandbox import Limits, SandboxKernel
+from .sandbox_choice import MODES as SANDBOX_MODES, resolve as resolve_sandbox, sandbox_kernel
 from .submissions import (DEFAULT_PATTERN, STUDENT_ID, ZipSubmission, check_quiz, check_student, file_time,
                           parse_time, plan_zip, read_names, timestamp_text)
 from .quiz_keys import (Question, _grade_id, _read, _select, _source_path, build_key, course_root, course_root_origin,
@@ -360,7 +361,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None, box: BwrapKernel | None = None):
+def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None, box: SandboxKernel | None = None):
     """nbgrader's API for autograding; several of them may write the SQLite gradebook at once.
 
     SQLite lets one process write at a time and makes the others wait up to a busy timeout,
@@ -368,7 +369,7 @@ def _autograde_api(root: Path, timeout: int | None, total_timeout: int | None, b
     aborts the run. Parallel workers write distinct students' rows in short transactions,
     so waiting is always enough: the timeout is raised to :data:`GRADEBOOK_BUSY_TIMEOUT`.
     A ``db_url`` set in ``nbgrader_config.py`` (another database) is left alone. With ``box``,
-    the kernel is the sandboxed one of :class:`~courseutils.grading.sandbox.BwrapKernel`.
+    the kernel is the sandboxed one of a :class:`~courseutils.grading.sandbox.SandboxKernel`.
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -385,13 +386,14 @@ def _autograde_student(root: Path, quiz: str, student: str, force: bool, timeout
                        total_timeout: int | None, sandbox: str = "off") -> dict:
     """One student's submission of ``quiz`` through nbgrader's autograde (runs in a worker process).
 
-    ``sandbox="bwrap"``: the kernel runs in a sandbox of its own (:mod:`courseutils.grading.sandbox`).
+    ``sandbox`` ``"bwrap"``, ``"docker"`` or ``"podman"``: the kernel runs in a sandbox of its own
+    (:mod:`courseutils.grading.sandbox`, :mod:`courseutils.grading.sandbox_container`).
     Returns nbgrader's result: ``{"success": bool, "log": str, "error": str}``.
     """
     with contextlib.ExitStack() as stack:
-        box = None
-        if sandbox == "bwrap":
-            box = stack.enter_context(BwrapKernel(root, Limits.from_config(load_config(root))))
+        box = sandbox_kernel(sandbox, root, Limits.from_config(load_config(root)))
+        if box is not None:
+            stack.enter_context(box)
         api = _autograde_api(root, timeout, total_timeout, box)
         stack.enter_context(nbgrader_env(**(box.env if box else {})))  # also in a worker: caches nbgrader's schema version
         # nbgrader globs submitted/<student>/<quiz>; escaped, a folder name with glob characters
@@ -453,7 +455,8 @@ def autograde(quiz: str = "all", root: str | os.PathLike | None = None, student:
     ``sandbox``: ``"auto"`` (default) runs each student's kernel in its own bubblewrap
     sandbox where bubblewrap works, otherwise unprotected with a
     :class:`~courseutils.grading.sandbox.SandboxWarning`; ``"bwrap"`` insists on the sandbox,
-    ``"off"`` runs without it (warning too); ``"docker"`` is not implemented yet. Limits come
+    ``"off"`` runs without it (warning too); ``"docker"`` and ``"podman"`` run each kernel in a
+    container of that engine instead (:mod:`courseutils.grading.sandbox_container`). Limits come
     from ``c.SandboxLimits`` in ``nbgrader_config.py`` (see :mod:`courseutils.grading.sandbox`).
 
     Returns ``{quiz: {"graded": {student: (score, max)}, "failed": [student, ...],
@@ -864,8 +867,8 @@ def time_class_autograde(quiz: str = "00_setup_and_tour", n: int = 200, workers:
     those CPU seconds allow on an otherwise idle machine (``min(workers, CPUs)`` CPUs busy:
     60 · min(workers, CPUs) / CPU s per submission), and the load average before and after,
     since other work on a shared machine slows the wall time. ``sandbox`` as in :func:`autograde`;
-    the result names the one used (with ``"bwrap"`` the CPU seconds leave out the kernels:
-    they are killed inside the sandbox, and their time never reaches this process).
+    the result names the one used (with a sandbox the CPU seconds leave out the kernels:
+    they are killed inside it, and their time never reaches this process).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CourseError(f"n={n!r}: use a whole number >= 1 (submissions to grade)")
@@ -968,7 +971,8 @@ def _parser() -> argparse.ArgumentParser:
                         "1: one after another in this process)")
     a.add_argument("--sandbox", choices=SANDBOX_MODES, default="auto",
                    help="auto (default): each student's kernel in a bubblewrap sandbox when bwrap works here, else "
-                        "unprotected with a warning; bwrap: fail without it; off: no sandbox; docker: not implemented yet")
+                        "unprotected with a warning; bwrap: fail without it; docker, podman: a container per kernel "
+                        "instead; off: no sandbox")
     sub.add_parser("feedback", parents=[common, any_quiz, any_student], help="HTML feedback without hidden tests in quizzes/feedback/",
                    description="nbgrader generate_feedback with hidden tests and test tracebacks removed.")
     g = sub.add_parser("grades", parents=[common], help="export grades (grades.csv) and item statistics (item_stats.csv/.png)",

@@ -32,7 +32,9 @@ would reach the machine. The Python installation may live where nobody cannot lo
 ``/root/.pyenv``), so root first bind-mounts each path the kernel needs into a private
 folder in a mount namespace of its own; bubblewrap, already running as nobody, binds those.
 
-``docker`` (or podman) is named as a mode but not implemented; :func:`resolve` says so.
+``docker`` and ``podman`` run the same kernel in a container instead
+(:mod:`courseutils.grading.sandbox_container`); :mod:`courseutils.grading.sandbox_choice`
+picks and checks the mode.
 """
 from __future__ import annotations
 
@@ -44,16 +46,14 @@ import re
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.errors import CourseError
 
-__all__ = ["MODES", "KERNEL_NAME", "SANDBOX_UID", "Limits", "BwrapKernel", "SandboxWarning", "bwrap_problem",
-           "resolve", "UNPROTECTED", "main"]
+__all__ = ["KERNEL_NAME", "SANDBOX_UID", "Limits", "SandboxKernel", "BwrapKernel", "SandboxWarning", "bwrap_problem",
+           "UNPROTECTED", "main"]
 
-MODES = ("auto", "off", "bwrap", "docker")
 KERNEL_NAME = "courseutils-sandbox"
 SANDBOX_UID = 65534  # "nobody" on Debian, Ubuntu, Fedora: owns nothing
 HOME = "/home/student"          # the kernel's working folder, a sized tmpfs
@@ -127,22 +127,30 @@ def _kernel_paths(root: Path) -> list[str]:
     return [p for p in paths if p != "/usr" and not p.startswith("/usr/")]  # /usr is bound anyway
 
 
-class BwrapKernel:
-    """A kernelspec that runs the kernel in bubblewrap, in a private temporary folder (a context manager).
+class SandboxKernel:
+    """A kernelspec in a private temporary folder whose command starts the kernel in a sandbox.
 
-    Per student: ``with BwrapKernel(root, limits) as box:``, then ``box.configure(cfg)`` sets
-    nbgrader's Execute to this kernel over IPC sockets in ``box.runtime`` and ``box.env``
+    The shared half of :class:`BwrapKernel` and
+    :class:`~courseutils.grading.sandbox_container.ContainerKernel` (a context manager). Per
+    student: ``with BwrapKernel(root, limits) as box:``, then ``box.configure(cfg)`` sets
+    nbgrader's Execute to this kernel over IPC sockets in ``box.runtime``, and ``box.env``
     (``JUPYTER_PATH``) lets jupyter_client find the kernelspec. The folder is removed on exit.
+    Subclasses set :attr:`launcher` (the module whose ``launch`` command starts the kernel)
+    and add their own entries to ``sandbox.json`` with :meth:`settings`.
     """
 
-    def __init__(self, root: str | os.PathLike, limits: Limits | None = None, bwrap: str | None = None):
+    launcher = "courseutils.grading.sandbox"
+    mode = "bwrap"
+
+    def __init__(self, root: str | os.PathLike, limits: Limits | None = None):
         self.root = Path(root)
         self.limits = limits or Limits()
-        self.bwrap = bwrap or shutil.which("bwrap")
-        if self.bwrap is None:
-            raise CourseError("sandbox='bwrap': the bwrap command is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
 
-    def __enter__(self) -> "BwrapKernel":
+    def settings(self) -> dict:
+        """What the launcher needs besides the common entries (written to ``sandbox.json``)."""
+        return {}
+
+    def __enter__(self) -> "SandboxKernel":
         import courseutils
 
         self.dir = Path(tempfile.mkdtemp(prefix="courseutils-sandbox-"))
@@ -158,19 +166,24 @@ class BwrapKernel:
                            f"size={RUNTIME_BYTES},nr_inodes=64,mode=0700".encode())
             except OSError as exc:
                 self.__exit__()
-                raise CourseError(f"sandbox='bwrap': cannot mount the kernel's connection folder ({exc})") from exc
+                raise CourseError(f"sandbox={self.mode!r}: cannot mount the kernel's connection folder ({exc})") from exc
             self.mounted = True
-        settings = {"bwrap": self.bwrap, "python": sys.executable, "uid": SANDBOX_UID,
-                    "paths": _kernel_paths(self.root), "runtime": str(self.runtime), "stage": str(self.dir / "stage"),
-                    "limits": asdict(self.limits), "pythonpath": str(Path(courseutils.__file__).resolve().parents[1])}
+        try:
+            settings = {"python": sys.executable, "uid": SANDBOX_UID,
+                        "paths": _kernel_paths(self.root), "runtime": str(self.runtime),
+                        "stage": str(self.dir / "stage"), "limits": asdict(self.limits),
+                        "pythonpath": str(Path(courseutils.__file__).resolve().parents[1]), **self.settings()}
+        except BaseException:
+            self.__exit__()
+            raise
         (self.dir / "sandbox.json").write_text(json.dumps(settings, indent=1), encoding="utf-8")
         spec = self.dir / "kernels" / KERNEL_NAME
         spec.mkdir(parents=True)
         (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "courseutils.grading.sandbox", "launch", str(self.dir / "sandbox.json"),
+            "argv": [sys.executable, "-m", self.launcher, "launch", str(self.dir / "sandbox.json"),
                      "{connection_file}"],
-            "display_name": "Python 3 (courseutils sandbox)", "language": "python",
-            # interrupts travel as a message: a SIGINT to bwrap's process group would not reach the kernel
+            "display_name": f"Python 3 (courseutils sandbox, {self.mode})", "language": "python",
+            # interrupts travel as a message: a SIGINT to the sandbox's process group would not reach the kernel
             "interrupt_mode": "message"}, indent=1), encoding="utf-8")
         return self
 
@@ -189,49 +202,46 @@ class BwrapKernel:
             _libc_call("umount2", str(self.runtime).encode(), 2)  # MNT_DETACH: even if something still holds it
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def probe(self) -> str | None:
+        """Why this sandbox cannot run a kernel here, or ``None`` when it can (call inside ``with``).
+
+        Starts the launcher once with a probe instead of a kernel: it must import ipykernel and
+        courseutils inside the sandbox and must not see the course root.
+        """
+        import subprocess
+
+        try:
+            probe = subprocess.run([sys.executable, "-m", self.launcher, "launch", str(self.dir / "sandbox.json"),
+                                    "--probe", str(self.root.resolve())],
+                                   capture_output=True, text=True, timeout=120, cwd=self.dir)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        if probe.returncode != 0 or probe.stdout.strip() != "sandbox ok":
+            return (f"a test run of the sandbox failed (exit {probe.returncode}): "
+                    f"{(probe.stderr or probe.stdout).strip()[-800:]}")
+        return None
+
+
+class BwrapKernel(SandboxKernel):
+    """The kernelspec of a bubblewrap sandbox (see the module docstring and :class:`SandboxKernel`)."""
+
+    def __init__(self, root: str | os.PathLike, limits: Limits | None = None, bwrap: str | None = None):
+        super().__init__(root, limits)
+        self.bwrap = bwrap or shutil.which("bwrap")
+        if self.bwrap is None:
+            raise CourseError("sandbox='bwrap': the bwrap command is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
+
+    def settings(self) -> dict:
+        return {"bwrap": self.bwrap}
+
 
 def bwrap_problem(root: str | os.PathLike, limits: Limits | None = None) -> str | None:
-    """Why the bwrap sandbox cannot run a kernel here, or ``None`` when it can.
-
-    Starts the launcher once with a probe instead of a kernel (about a second): it must import
-    ipykernel and courseutils inside the sandbox and must not see ``root``.
-    """
-    import subprocess
-
+    """Why the bwrap sandbox cannot run a kernel here, or ``None`` when it can (about a second)."""
     try:
         with BwrapKernel(root, limits) as box:
-            probe = subprocess.run([sys.executable, "-m", "courseutils.grading.sandbox", "launch",
-                                    str(box.dir / "sandbox.json"), "--probe", str(Path(root).resolve())],
-                                   capture_output=True, text=True, timeout=60, cwd=box.dir)
-    except (CourseError, OSError, subprocess.TimeoutExpired) as exc:
+            return box.probe()
+    except (CourseError, OSError) as exc:
         return str(exc)
-    if probe.returncode != 0 or probe.stdout.strip() != "sandbox ok":
-        return f"a test run of the sandbox failed (exit {probe.returncode}): {(probe.stderr or probe.stdout).strip()[-800:]}"
-    return None
-
-
-def resolve(mode: str, root: str | os.PathLike, limits: Limits | None = None) -> str:
-    """The sandbox autograde uses: ``"bwrap"`` or ``"off"``, from ``auto``/``off``/``bwrap``/``docker``.
-
-    ``auto`` is ``bwrap`` where it works, otherwise ``off`` with a :class:`SandboxWarning`
-    naming what is not protected. ``bwrap`` where it does not work raises :class:`CourseError`.
-    """
-    if mode not in MODES:
-        raise CourseError(f"sandbox={mode!r}: use one of {', '.join(MODES)}")
-    if mode == "docker":
-        raise CourseError("sandbox='docker': not implemented in this version; use 'bwrap' (the default where "
-                          "bubblewrap is installed) or run the whole autograde in a container (docs/INSTRUCTORS.md)")
-    if mode == "off":
-        warnings.warn(f"autograde --sandbox off: {UNPROTECTED}", SandboxWarning, stacklevel=2)
-        return "off"
-    problem = bwrap_problem(root, limits)
-    if problem is None:
-        return "bwrap"
-    if mode == "bwrap":
-        raise CourseError(f"sandbox='bwrap' cannot run here: {problem}")
-    warnings.warn(f"autograde without a sandbox ({problem}): {UNPROTECTED}. Install bubblewrap "
-                  "(apt-get install bubblewrap) or see docs/INSTRUCTORS.md", SandboxWarning, stacklevel=2)
-    return "off"
 
 
 # --------------------------------------------------------------------------- launcher (outside bwrap)
@@ -286,6 +296,38 @@ def _bwrap_argv(s: dict, ro: list[tuple[str, str]], rw: list[tuple[str, str]], c
     return argv + ["--", *command]
 
 
+def inner_command(python: str, limits: dict, connection_file: str | None, probe_root: str | None = None,
+                  kernel_args: tuple[str, ...] = ()) -> list[str]:
+    """What runs inside the sandbox: :func:`enter`, then the kernel (or, without a connection file,
+    the probe that checks the imports and that ``probe_root`` is hidden)."""
+    enter = [python, "-m", "courseutils.grading.sandbox", "enter", json.dumps(limits), "--"]
+    if connection_file is None:
+        check = (f"import ipykernel, numpy, courseutils.grading.quiz, os\n"
+                 f"print('sandbox sees the course root' if os.path.exists({probe_root!r}) else 'sandbox ok')")
+        return enter + [python, "-c", check]
+    return enter + [python, "-m", "ipykernel_launcher", "-f", connection_file, "--HistoryManager.hist_file=:memory:",
+                    *kernel_args]
+
+
+def add_launch_parser(sub, what: str, settings_by: str) -> None:
+    """The ``launch`` command's arguments (this module's and the container launcher's)."""
+    la = sub.add_parser("launch", help=f"set up and exec {what}")
+    la.add_argument("settings", help=f"sandbox.json written by {settings_by}")
+    la.add_argument("connection_file", nargs="?", help="the kernel's connection file")
+    la.add_argument("--probe", metavar="ROOT", help="instead of a kernel, check imports and that ROOT is hidden")
+
+
+def launch_args(p: argparse.ArgumentParser, args, extra: list[str]) -> tuple:
+    """``launch``'s arguments after the checks: a connection file or ``--probe``, and only kernel
+    configuration (``--Class.trait=value``) among the extra arguments that go on to the kernel."""
+    if (args.connection_file is None) == (args.probe is None):
+        p.error("launch takes a connection file or --probe ROOT")
+    bad = [a for a in extra if not re.fullmatch(r"--[A-Za-z_]\w*\.[A-Za-z_]\w*=\S*", a)]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    return args.settings, args.connection_file, args.probe, tuple(extra)
+
+
 def launch(settings: str, connection_file: str | None, probe_root: str | None = None,
            kernel_args: tuple[str, ...] = ()) -> None:
     """The kernelspec's command: start ``enter`` (then the kernel) in bubblewrap; never returns.
@@ -302,15 +344,7 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
     shutil.copytree(os.getcwd(), copy, symlinks=True)
     ro.append((str(copy), SUBMISSION))
     rw = [(s["runtime"], s["runtime"])]
-    limits = json.dumps(s["limits"])
-    enter = [s["python"], "-m", "courseutils.grading.sandbox", "enter", limits, "--"]
-    if connection_file is None:  # bwrap_problem's probe
-        check = (f"import ipykernel, numpy, courseutils.grading.quiz, os\n"
-                 f"print('sandbox sees the course root' if os.path.exists({probe_root!r}) else 'sandbox ok')")
-        command = enter + [s["python"], "-c", check]
-    else:
-        command = enter + [s["python"], "-m", "ipykernel_launcher", "-f", connection_file,
-                           "--HistoryManager.hist_file=:memory:", *kernel_args]
+    command = inner_command(s["python"], s["limits"], connection_file, probe_root, kernel_args)
     if os.geteuid() == 0:
         n_ro = len(ro)
         staged = _stage(ro + rw, Path(s["stage"]))
@@ -335,12 +369,18 @@ def enter(limits: dict, command: list[str]) -> None:
     """
     import resource
 
-    shutil.copytree(SUBMISSION, HOME, dirs_exist_ok=True, symlinks=True)
+    for entry in Path(SUBMISSION).iterdir():  # the entries, not the folder: a container's home is root's
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, Path(HOME) / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, Path(HOME) / entry.name, follow_symlinks=False)
     for rlimit, value in ((resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_NPROC, limits["processes"]),
                           (resource.RLIMIT_FSIZE, limits["file_bytes"]), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(rlimit, (value, value))
+        if value is not None:  # a container counts its processes itself (its pids limit): "processes" is None
+            resource.setrlimit(rlimit, (value, value))
     cpu = limits["cpu_seconds"]
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))  # SIGXCPU at the soft limit, SIGKILL 5 s later
+    os.chdir(HOME)
     os.execv(command[0], command)
 
 
@@ -349,21 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m courseutils.grading.sandbox",
                                 description="Start a Jupyter kernel in a bubblewrap sandbox (the autograde kernelspec's command).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    la = sub.add_parser("launch", help="outside the sandbox: set up and exec bwrap")
-    la.add_argument("settings", help="sandbox.json written by BwrapKernel")
-    la.add_argument("connection_file", nargs="?", help="the kernel's connection file")
-    la.add_argument("--probe", metavar="ROOT", help="instead of a kernel, check imports and that ROOT is hidden")
+    add_launch_parser(sub, "bwrap (outside the sandbox)", "BwrapKernel")
     en = sub.add_parser("enter", help="inside the sandbox: copy the submission, set rlimits, exec the kernel")
     en.add_argument("limits", help="JSON of Limits")
     en.add_argument("command", nargs=argparse.REMAINDER, help="-- then the kernel command")
     args, extra = p.parse_known_args(argv)
     if args.cmd == "launch":
-        if (args.connection_file is None) == (args.probe is None):
-            p.error("launch takes a connection file or --probe ROOT")
-        bad = [a for a in extra if not re.fullmatch(r"--[A-Za-z_]\w*\.[A-Za-z_]\w*=\S*", a)]
-        if bad:  # only kernel configuration (--Class.trait=value) goes on to the kernel
-            p.error(f"unrecognized arguments: {' '.join(bad)}")
-        launch(args.settings, args.connection_file, args.probe, tuple(extra))
+        launch(*launch_args(p, args, extra))
     elif extra:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
