@@ -65,6 +65,10 @@ def test_corpus_kinds(tmp_path):
         corpus_text("calibration", tmp_path, kind="docs")
     with pytest.raises(CourseError, match="max_chars=0"):
         corpus_text("calibration", tmp_path, max_chars=0)
+    with pytest.raises(CourseError, match="max_chars=2.5"):
+        corpus_text("calibration", tmp_path, max_chars=2.5)
+    import numpy as np
+    assert corpus_text("calibration", tmp_path, kind="code", max_chars=np.int64(3)) == "x ="   # numpy integers work
 
 
 def test_the_stdlib_has_enough_of_each_kind():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import numbers
 import sysconfig
 import tokenize
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def corpus_text(split: str, root: str | Path | None = None, max_chars: int | Non
         raise CourseError(f"split={split!r} is not one of {SPLITS}")
     if kind not in KINDS:
         raise CourseError(f"kind={kind!r} is not one of {KINDS}")
-    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, numbers.Integral)
+                                  or max_chars < 1):
         raise CourseError(f"max_chars={max_chars!r}; allowed: None or a positive integer")
     parts, total = [], 0
     for f in stdlib_files(root):
