@@ -314,3 +314,20 @@ def test_subset_agreement_is_spearman_of_each_disjoint_subset_mean():
         subset_agreement(X, ref, 0)
     with pytest.raises(CourseError, match=r"got shapes \(7, 20\) and \(19,\)"):
         subset_agreement(X, ref[:19], 1)
+
+
+def test_calibration_tokens_of_each_kind():
+    from courseutils.calib.hooks import calibration_tokens
+    from courseutils.model.corpus import corpus_text
+    from courseutils.model.loader import load_tokenizer
+    from courseutils.model.train import encode
+
+    tok = load_tokenizer("tinycode")
+    code, prose = (calibration_tokens(tok, 2, 16, kind=k) for k in ("code", "prose"))
+    assert code.shape == prose.shape == (2, 16) and not torch.equal(code, prose)
+    assert torch.equal(calibration_tokens(tok, 2, 16), calibration_tokens(tok, 2, 16, kind="all"))
+    # the windows are the kind's own text, BOS first
+    ids = encode(tok, corpus_text("calibration", kind="prose", max_chars=5_000))
+    assert prose[0, 0] == tok.bos_token_id and prose[0, 1:].tolist() == ids[1:16].tolist()
+    with pytest.raises(CourseError, match="kind='docs' is not one of"):
+        calibration_tokens(tok, 2, 16, kind="docs")
