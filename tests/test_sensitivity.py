@@ -271,3 +271,63 @@ def test_on_tinycode_proxies_are_positive_and_consistent(tinycode):
     s = stats["model.layers.0.mlp.down_proj"]
     assert s.alpha.shape == (model.config.intermediate_size,) and np.all(s.alpha >= 0) and s.alpha.max() > 0
     assert rank_correlation(s.awq, s.gptq)["spearman"] == pytest.approx(1.0)
+
+
+def test_sequence_sensitivity_averages_to_collect_sensitivity_and_sees_each_sequence_alone(tiny):
+    from courseutils.algorithms.sensitivity import sequence_sensitivity
+
+    model, tokens = tiny
+    names = [n for n, _ in linear_layers(model)][:3]
+    per = sequence_sensitivity(model, tokens, names, batch_size=3)      # batches of 3: a partial last batch too
+    whole = collect_sensitivity(model, tokens, names, progress=False)
+    for n in names:
+        assert per[n].alpha.shape == (tokens.shape[0], whole[n].alpha.shape[0])
+        np.testing.assert_allclose(per[n].alpha.mean(0), whole[n].alpha, rtol=1e-9)
+        np.testing.assert_allclose(per[n].awq.mean(0), whole[n].awq, rtol=1e-9)
+        assert per[n].d_out == whole[n].d_out
+    # row s is sequence s on its own, whatever else shares its batch
+    alone = collect_sensitivity(model, tokens[1:2], names, progress=False)
+    np.testing.assert_allclose(per[names[0]].alpha[1], alone[names[0]].alpha, rtol=1e-9)
+    with pytest.raises(CourseError, match="tokens has dtype"):
+        sequence_sensitivity(model, tokens.float(), names)
+    with pytest.raises(ModelError, match="layer='model.nope'"):
+        sequence_sensitivity(model, tokens, ["model.nope"])
+
+
+def test_subset_agreement_is_spearman_of_each_disjoint_subset_mean():
+    from scipy.stats import spearmanr
+
+    from courseutils.algorithms.sensitivity import subset_agreement
+
+    rng = np.random.default_rng(0)
+    X = np.exp(rng.normal(size=(7, 20)))                  # 7 sequences, 20 channels
+    ref = np.exp(rng.normal(size=20))
+    for n in (1, 2, 3, 7):
+        want = [spearmanr(X[s:s + n].mean(0), ref).statistic for s in range(0, 7 - n + 1, n)]
+        got = subset_agreement(X, ref, n)
+        assert got.shape == (7 // n,)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(subset_agreement(X, X[:3].mean(0), 3)[0], 1.0)
+    with pytest.raises(CourseError, match="n=8; allowed: an integer from 1 to n_pool=7"):
+        subset_agreement(X, ref, 8)
+    with pytest.raises(CourseError, match="n=0"):
+        subset_agreement(X, ref, 0)
+    with pytest.raises(CourseError, match=r"got shapes \(7, 20\) and \(19,\)"):
+        subset_agreement(X, ref[:19], 1)
+
+
+def test_calibration_tokens_of_each_kind():
+    from courseutils.calib.hooks import calibration_tokens
+    from courseutils.model.corpus import corpus_text
+    from courseutils.model.loader import load_tokenizer
+    from courseutils.model.train import encode
+
+    tok = load_tokenizer("tinycode")
+    code, prose = (calibration_tokens(tok, 2, 16, kind=k) for k in ("code", "prose"))
+    assert code.shape == prose.shape == (2, 16) and not torch.equal(code, prose)
+    assert torch.equal(calibration_tokens(tok, 2, 16), calibration_tokens(tok, 2, 16, kind="all"))
+    # the windows are the kind's own text, BOS first
+    ids = encode(tok, corpus_text("calibration", kind="prose", max_chars=5_000))
+    assert prose[0, 0] == tok.bos_token_id and prose[0, 1:].tolist() == ids[1:16].tolist()
+    with pytest.raises(CourseError, match="kind='docs' is not one of"):
+        calibration_tokens(tok, 2, 16, kind="docs")

@@ -35,3 +35,40 @@ def test_bad_chunks_and_text_are_clear_errors(tinycode):
         score_torch(model, np.zeros(10, dtype=int))
     with pytest.raises(CourseError, match="text is empty"):
         text_chunks(tokenizer, "  ")
+
+
+def test_block_output_errors_start_at_the_changed_block_and_match_hidden_states():
+    import copy
+
+    import torch
+
+    from conftest import tiny_random_llama
+    from courseutils.scoring.torch_eval import block_output_errors
+
+    model, tokens = tiny_random_llama(3, 10)
+    assert np.array_equal(block_output_errors(model, model, tokens), np.zeros((2, 3)))
+    late, early = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        late.model.layers[1].mlp.down_proj.weight.mul_(0.5)    # only block 1 changes
+        early.model.layers[0].mlp.down_proj.weight.mul_(0.5)   # only block 0 changes
+    e = block_output_errors(model, late, tokens, batch_size=2)
+    assert e.shape == (2, 3) and np.all(e[0] == 0) and np.all(e[1] > 0)
+    # oracle: transformers' hidden_states[1] is block 0's output (the last entry is after the final norm)
+    e = block_output_errors(model, early, tokens)
+    with torch.no_grad():
+        h = model(input_ids=tokens, output_hidden_states=True).hidden_states[1]      # (3, 10, 16)
+        hq = early(input_ids=tokens, output_hidden_states=True).hidden_states[1]
+    want = ((hq - h) ** 2).sum(dim=(1, 2)) / (h ** 2).sum(dim=(1, 2))
+    np.testing.assert_allclose(e[0], want.numpy(), rtol=1e-10)
+    assert np.all(e[1] > 0), "an error made in block 0 reaches block 1's output"
+
+
+def test_block_output_errors_need_the_same_architecture():
+    from conftest import tiny_random_llama
+    from courseutils.scoring.torch_eval import block_output_errors
+
+    model, tokens = tiny_random_llama(2, 8)
+    other = __import__("copy").deepcopy(model)
+    del other.model.layers[1]
+    with pytest.raises(CourseError, match="qmodel has 1 decoder blocks and model has 2"):
+        block_output_errors(model, other, tokens)

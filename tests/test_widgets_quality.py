@@ -139,7 +139,7 @@ def test_common_prefix():
 
 # --------------------------------------------------------------------------- ipywidgets 7.7 (Colab) and 8
 WIDGET_MODULES = {"widgets_quality": ("completion_explorer", "rubric_explorer"),
-                  "widgets_allocation": ("allocation_explorer",)}
+                  "widgets_allocation": ("allocation_explorer",), "widgets_stability": ("stability_explorer",)}
 
 # Runs in a subprocess: builds every widget of the course, moves one control of each, checks the effect.
 BUILD_EVERY_WIDGET = r'''
@@ -167,6 +167,15 @@ box = allocation_explorer(cands, start=220)
 assert ">Q6_K<" not in box.children[1].value
 box.children[0].value = box.children[0].max   # the budget slider
 assert box.children[1].value.count(">Q6_K<") == 2, "the budget slider did not re-solve"
+import numpy as np
+from courseutils.viz.widgets_stability import stability_explorer
+X = np.exp(np.sin(np.arange(36.0)).reshape(6, 6))      # 4 pool rows, 2 reference rows, 6 channels
+box = stability_explorer({"a": X, "b": X[:, ::-1]}, 4, sizes=(1, 2), k=2)
+assert "<b>1</b> sequence:" in box.children[2].value
+box.children[1].value = 2                     # the SelectionSlider
+assert "<b>2</b> sequences" in box.children[2].value, "the size slider did not redraw"
+box.children[0].value = "b"                   # the layer Dropdown
+assert "<b>b</b>" in box.children[2].value, "the layer menu did not redraw"
 print(json.dumps({"ipywidgets": ipywidgets.__version__, "file": ipywidgets.__file__}))
 '''
 

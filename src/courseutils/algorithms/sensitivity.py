@@ -54,7 +54,7 @@ from ..calib.hooks import (LinearHooks, SuffixEvaluator, calibration_tokens, get
                     model_device, next_token_nll, swap_weight)
 from ..core.errors import CourseError, ModelError
 
-__all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "rtn_perturbation", "noise_perturbation",
+__all__ = ["LayerSensitivity", "PROXIES", "collect_sensitivity", "SequenceSensitivity", "sequence_sensitivity", "subset_agreement", "rtn_perturbation", "noise_perturbation",
            "measure_perturbation", "group_truth", "group_scores", "rank_correlation", "proxy_study",
            "layer_noise_sensitivity", "standard_error", "benchmark_proxies"]
 
@@ -178,6 +178,106 @@ def collect_sensitivity(model, tokens, layers: list[str] | None = None, batch_si
             alpha_seq=(s["seq"] / n_seq).cpu().numpy() if per_sequence else None,
             n_pred=n_pred, seq_len=int(tokens.shape[1]))
     return out
+
+
+@dataclass
+class SequenceSensitivity:
+    """``alpha`` and AWQ's proxy of one linear layer, kept per calibration sequence.
+
+    Row ``s`` is sequence ``s``'s own estimate; the mean over any subset of rows is the
+    estimate from that subset (every sequence has the same ``T`` tokens), which is what
+    lesson 09 needs to ask how the estimate moves with the number of sequences.
+    """
+    name: str
+    alpha: np.ndarray             # (n_seq, d_in): (1/T) sum_{i in s} X_ij^2 ||G_i||^2   eq. 6 per sequence
+    awq: np.ndarray               # (n_seq, d_in): (1/T) sum_{i in s} X_ij^2            eq. 8 per sequence
+    d_out: int
+
+
+def sequence_sensitivity(model, tokens, layers: list[str] | None = None, batch_size: int = 8,
+                         progress: bool = False) -> dict[str, SequenceSensitivity]:
+    """Per-sequence ``alpha`` (eq. 6) and ``awq`` (eq. 8) for linear layers, from batched passes.
+
+    For sequence ``s`` of ``T`` tokens, ``alpha^(s)_j = (1/T) sum_{i in s} X_ij^2 ||G_i||^2``, with
+    ``G`` the gradient of the summed NLL (module docstring), so ``G_i`` does not depend on the
+    other sequences of the batch and the mean of ``alpha^(s)`` over all sequences equals
+    :func:`collect_sensitivity`'s ``alpha`` on the same tokens. One forward and backward pass
+    per batch, like :func:`collect_sensitivity`; only ``(n_seq, d_in)`` sums are kept.
+
+    Args:
+        model: a causal LM.
+        tokens: ``(n_seq, T)`` token ids.
+        layers: linear-layer names (default: all but ``lm_head``).
+
+    Returns:
+        ``{layer name: SequenceSensitivity}`` in the order of ``layers``.
+    """
+    import torch
+
+    names = layers if layers is not None else [n for n, _ in linear_layers(model)]
+    rows: dict[str, dict[str, list]] = {n: {"x2g2": [], "x2": [], "d_out": 0} for n in names}
+    device = model_device(model)
+    shape = [1, 1]  # (B, T) of the batch in flight
+
+    def record(name, X, G):  # X: (B*T, d_in)  G: (B*T, d_out)
+        B, T = shape
+        X2 = (X * X).reshape(B, T, -1)                       # (B, T, d_in)
+        g2 = (G * G).sum(1).reshape(B, T, 1)                 # (B, T, 1)  ||G_i||^2
+        rows[name]["x2g2"].append(((X2 * g2).sum(1) / T).double().cpu())   # (B, d_in)
+        rows[name]["x2"].append((X2.sum(1) / T).double().cpu())
+        rows[name]["d_out"] = G.shape[1]
+
+    was_training = model.training
+    model.eval()
+    try:
+        with LinearHooks(model, names, on_backward=record):
+            for batch in iter_batches(tokens, batch_size, "per-sequence alpha" if progress else None, progress):
+                batch = batch.to(device)
+                shape[:] = batch.shape
+                loss = next_token_nll(model, batch).sum()
+                if not torch.isfinite(loss):
+                    raise CourseError(f"the model's loss on a calibration batch is {float(loss)}; cannot take gradients")
+                loss.backward()
+    finally:
+        model.train(was_training)
+    missing = [n for n in names if not rows[n]["x2"]]
+    if missing:
+        raise ModelError(f"layers={missing[:3]!r} received no gradient: they are not on the path from the "
+                         "input tokens to the loss")
+    return {n: SequenceSensitivity(n, torch.cat(rows[n]["x2g2"]).numpy(), torch.cat(rows[n]["x2"]).numpy(),
+                                   rows[n]["d_out"]) for n in names}
+
+
+def subset_agreement(per_seq, ref, n: int) -> np.ndarray:
+    """Spearman's rho of each disjoint ``n``-sequence estimate with a reference: lesson 09's stability measure.
+
+    The pool ``per_seq`` (n_pool, d) holds one estimate per sequence (e.g. a
+    :class:`SequenceSensitivity` row). It is cut into ``K = n_pool // n`` disjoint subsets of ``n``
+    consecutive rows (rows left over are dropped); subset ``k``'s estimate is the mean of its rows,
+    and
+
+        rho_k = Spearman( mean_{s in S_k} per_seq[s],  ref ),    k = 0 .. K-1
+
+    (Pearson's correlation of the ranks; ties get average ranks). ``ref`` (d,) should come from
+    other sequences, or the agreement is inflated by shared noise.
+
+    Returns:
+        ``(K,)`` float64 array of rho_k.
+    """
+    from scipy.stats import rankdata
+
+    X, r = np.asarray(per_seq, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if X.ndim != 2 or r.shape != (X.shape[1],) or X.shape[1] < 3:
+        raise CourseError(f"per_seq must be (n_pool, d) and ref (d,) with d >= 3; got shapes {X.shape} and {r.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= X.shape[0]:
+        raise CourseError(f"n={n!r}; allowed: an integer from 1 to n_pool={X.shape[0]}")
+    K = X.shape[0] // n
+    est = X[: K * n].reshape(K, n, -1).mean(axis=1)            # (K, d) subset estimates
+    rx, ry = rankdata(est, axis=-1), rankdata(r)                 # (K, d), (d,)
+    rx -= rx.mean(axis=-1, keepdims=True)
+    ry -= ry.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(-1) / np.sqrt((rx * rx).sum(-1) * (ry * ry).sum())
 
 
 def _weight_np(W) -> np.ndarray:

@@ -75,7 +75,7 @@ def model_device(model):
 
 
 def calibration_tokens(tokenizer, n_seq: int = 8, seq_len: int = 128, split: str = "calibration",
-                       offset: int = 0) -> "object":
+                       offset: int = 0, kind: str = "all") -> "object":
     """Cut ``n_seq`` sequences of ``seq_len`` tokens from a corpus split, BOS in front of each.
 
     The split's text is tokenized (with :func:`courseutils.model.train.encode`), cut into
@@ -88,6 +88,8 @@ def calibration_tokens(tokenizer, n_seq: int = 8, seq_len: int = 128, split: str
         split: ``"calibration"`` (default), ``"validation"`` or ``"train"``.
         offset: number of windows to skip first (to draw a disjoint evaluation set
             from the same split).
+        kind: ``"all"`` (the files as they are), ``"code"`` (without docstrings and comments)
+            or ``"prose"`` (only those): :func:`courseutils.model.corpus.corpus_text`.
 
     Returns:
         ``torch.LongTensor`` of shape ``(n_seq, seq_len)`` on the CPU.
@@ -105,11 +107,11 @@ def calibration_tokens(tokenizer, n_seq: int = 8, seq_len: int = 128, split: str
         raise CourseError(f"offset={offset!r}; allowed: a non-negative integer")
     need = (n_seq + offset) * seq_len
     # About 3 characters per token for tinycode; ask for generous text, then check.
-    text = corpus_text(split, max_chars=need * 6 + 10_000)
+    text = corpus_text(split, max_chars=need * 6 + 10_000, kind=kind)
     ids = encode(tokenizer, text)
     if ids.size < need:
         raise CourseError(f"n_seq={n_seq}, seq_len={seq_len}, offset={offset} need {need} tokens, "
-                          f"but the {split!r} split gives only {ids.size}; ask for fewer")
+                          f"but the {split!r} split ({kind}) gives only {ids.size}; ask for fewer")
     chunks = ids[offset * seq_len: need].reshape(n_seq, seq_len).copy()
     bos = tokenizer.bos_token_id
     if bos is not None:

@@ -5,19 +5,29 @@ Each file goes to ``train``, ``validation`` or ``calibration`` by a hash of its 
 relative to the stdlib root, so the split is deterministic and a file keeps its split on
 every Python version that ships it. A fingerprint (sha256 over paths and contents)
 records exactly which text a model saw.
+
+Each file can also be read as one of two *kinds* of text (lesson 09's calibration mismatch):
+``"code"``, the file with its docstrings and comments removed, and ``"prose"``, the English
+of those docstrings and comments alone (:func:`split_code_prose`). ``"all"`` is the file as it is.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
+import io
+import numbers
 import sysconfig
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import CourseError
 
-__all__ = ["CorpusFile", "stdlib_files", "split_of", "corpus_text", "corpus_fingerprint", "SPLITS"]
+__all__ = ["CorpusFile", "stdlib_files", "split_of", "corpus_text", "corpus_fingerprint", "split_code_prose",
+           "SPLITS", "KINDS"]
 
 SPLITS = ("train", "validation", "calibration")
+KINDS = ("all", "code", "prose")
 # Folders left out: test suites (huge, repetitive), IDLE, vendored third-party code.
 EXCLUDED_PARTS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "ensurepip",
                   "lib2to3", "__pycache__", "turtledemo", "pydoc_data"}
@@ -56,15 +66,104 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
-def corpus_text(split: str, root: str | Path | None = None, max_chars: int | None = None) -> str:
-    """The files of one split joined by blank lines, in path order (optionally truncated)."""
+def split_code_prose(source: str) -> tuple[str, str]:
+    """Split Python ``source`` into its code and its prose: ``(code, prose)``.
+
+    - prose: every docstring (module, class, function; ``ast.get_docstring`` with its
+      indentation cleaned) and every comment (``tokenize``'s COMMENT tokens, without the
+      ``#``), in source order, one paragraph each;
+    - code: the source without those docstrings and comments; lines left empty are dropped,
+      so what remains is the statements, their indentation and their string literals.
+
+    Raises:
+        CourseError: ``source`` is not a string, or does not parse as Python.
+    """
+    if not isinstance(source, str):
+        raise CourseError(f"source must be a str of Python code; got {type(source).__name__}")
+    try:
+        tree = ast.parse(source)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (SyntaxError, tokenize.TokenError, ValueError) as err:
+        raise CourseError(f"source does not parse as Python ({type(err).__name__}: {err})") from None
+    pieces: list[tuple[int, str]] = []  # (line, text) of every docstring and comment
+    drop: set[int] = set()              # 1-based lines of docstrings
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        doc = ast.get_docstring(node, clean=True)
+        if doc is None:
+            continue
+        expr = node.body[0]
+        pieces.append((expr.lineno, doc.strip()))
+        drop.update(range(expr.lineno, expr.end_lineno + 1))
+    lines = source.splitlines()
+    cut: dict[int, int] = {}            # line -> column where its comment starts
+    block: list[str] = []               # comment lines on consecutive lines form one paragraph
+    for t in tokens:
+        if t.type != tokenize.COMMENT:
+            continue
+        line = t.start[0]
+        cut[line] = t.start[1]
+        text = t.string.lstrip("#").strip()
+        if not text or text.startswith("!"):  # empty comments and shebangs carry no prose
+            continue
+        if block and block_end == line - 1:
+            block.append(text)
+        else:
+            if block:
+                pieces.append((block_start, "\n".join(block)))
+            block, block_start = [text], line
+        block_end = line
+    if block:
+        pieces.append((block_start, "\n".join(block)))
+    code_lines = []
+    for i, line in enumerate(lines, start=1):
+        if i in drop:
+            continue
+        line = line[:cut[i]].rstrip() if i in cut else line.rstrip()
+        if line.strip():
+            code_lines.append(line)
+    prose = "\n\n".join(text for _, text in sorted(pieces, key=lambda p: p[0]))
+    return "\n".join(code_lines) + "\n", prose + "\n"
+
+
+def _text_of_kind(path: Path, kind: str) -> str | None:
+    """A file's text as ``kind``; ``None`` when the file does not parse (kinds other than "all")."""
+    text = _read(path)
+    if kind == "all":
+        return text
+    try:
+        code, prose = split_code_prose(text)
+    except CourseError:
+        return None
+    return code if kind == "code" else prose
+
+
+def corpus_text(split: str, root: str | Path | None = None, max_chars: int | None = None, kind: str = "all") -> str:
+    """The files of one split joined by blank lines, in path order (optionally truncated).
+
+    Args:
+        split: one of ``SPLITS``.
+        root: the stdlib folder (default: the running Python's).
+        max_chars: stop after this many characters (None: the whole split).
+        kind: ``"all"`` (the files as they are), ``"code"`` (docstrings and comments removed) or
+            ``"prose"`` (only the docstrings and comments), see :func:`split_code_prose`.
+    """
     if split not in SPLITS:
         raise CourseError(f"split={split!r} is not one of {SPLITS}")
+    if kind not in KINDS:
+        raise CourseError(f"kind={kind!r} is not one of {KINDS}")
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, numbers.Integral)
+                                  or max_chars < 1):
+        raise CourseError(f"max_chars={max_chars!r}; allowed: None or a positive integer")
     parts, total = [], 0
     for f in stdlib_files(root):
         if split_of(f.relpath) != split:
             continue
-        text = _read(f.path).strip("\n") + "\n\n"
+        body = _text_of_kind(f.path, kind)
+        if body is None or (kind != "all" and not body.strip()):
+            continue  # "all" keeps every file, empty ones too, exactly as before kinds existed
+        text = body.strip("\n") + "\n\n"
         parts.append(text)
         total += len(text)
         if max_chars is not None and total >= max_chars:

@@ -10,6 +10,9 @@ Per scored token t of a chunk, with p the reference model's and q the scored mod
 next-token distribution:
 
     nll_t = -log q(x_{t+1}),   KLD_t = sum_v p_v (log p_v - log q_v),   same_top_t = [argmax p = argmax q]
+
+:func:`block_output_errors` looks inside instead: how far each decoder block's output has
+drifted from the reference model's, block by block (lesson 09's error accumulation).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 from ..core.errors import CourseError
 from ..numerics.metrics import kl_divergence_torch, make_chunks, scored_slice
 
-__all__ = ["TokenScores", "text_chunks", "score_torch"]
+__all__ = ["TokenScores", "text_chunks", "score_torch", "block_output_errors"]
 
 
 @dataclass
@@ -83,3 +86,65 @@ def score_torch(model, chunks: np.ndarray, base=None, batch_size: int = 4, progr
                 out["same_top"].append((lp.argmax(-1) == lq.argmax(-1)).cpu().numpy())
     joined = {k: np.concatenate(v) if v else None for k, v in out.items()}
     return TokenScores(**joined)
+
+
+def _block_outputs(model, tokens, batch_size: int) -> list:
+    """Every decoder block's output on ``tokens``: ``[(n_seq, T, d_model)]`` per block, float64 on the CPU."""
+    import torch
+
+    from ..calib.capture import decoder_blocks
+    from ..calib.hooks import iter_batches, model_device
+
+    blocks = decoder_blocks(model)
+    outs: list[list] = [[] for _ in blocks]
+
+    def keep(i):
+        def hook(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            outs[i].append(h.detach().to("cpu", torch.float64))
+        return hook
+
+    handles = [b.register_forward_hook(keep(i)) for i, b in enumerate(blocks)]
+    device = model_device(model)
+    try:
+        with torch.no_grad():
+            for batch in iter_batches(tokens, batch_size, None, False):
+                model(input_ids=batch.to(device), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return [torch.cat(o) for o in outs]
+
+
+def block_output_errors(model, qmodel, tokens, batch_size: int = 8) -> np.ndarray:
+    """Relative squared error of every decoder block's output, per sequence: ``(n_blocks, n_seq)``.
+
+    For block ``l`` and sequence ``s``, with ``H_{l,s}`` (T, d_model) the hidden states that leave
+    block ``l`` in the reference ``model`` and ``H^q_{l,s}`` those of ``qmodel``, both run end to end
+    on the same tokens,
+
+        e_{l,s} = ||H^q_{l,s} - H_{l,s}||_F^2 / ||H_{l,s}||_F^2 .
+
+    Each model runs on its own hidden states, so ``e_l`` holds the error block ``l`` makes *and*
+    everything blocks ``0..l-1`` passed on to it: the accumulated error that lesson 09 plots
+    against depth. Per-sequence values let the lesson put a bootstrap interval on each block's
+    mean (:func:`courseutils.numerics.bootstrap.mean_ci`).
+
+    Args:
+        model, qmodel: two Llama-style models with the same number of decoder blocks and the same
+            vocabulary (e.g. a model and its fake-quantized copy).
+        tokens: ``(n_seq, T)`` token ids.
+    """
+    from ..calib.capture import decoder_blocks
+
+    n_ref, n_q = len(decoder_blocks(model)), len(decoder_blocks(qmodel))
+    if n_ref != n_q:
+        raise CourseError(f"qmodel has {n_q} decoder blocks and model has {n_ref}: "
+                          "the two models must have the same architecture")
+    ref, got = _block_outputs(model, tokens, batch_size), _block_outputs(qmodel, tokens, batch_size)
+    errors = np.empty((n_ref, ref[0].shape[0]))
+    for i, (h, hq) in enumerate(zip(ref, got)):   # h, hq: (n_seq, T, d_model)
+        num = ((hq - h) ** 2).sum(dim=(1, 2))
+        den = (h ** 2).sum(dim=(1, 2))
+        errors[i] = (num / den).numpy()
+    return errors

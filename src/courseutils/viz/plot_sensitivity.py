@@ -1,4 +1,4 @@
-"""Figures for lessons 04-05 (sensitivity, OBD/OBS, Hutchinson). Thin: arrays in, a Figure out.
+"""Figures for lessons 04-05 and 09 (sensitivity, OBD/OBS, Hutchinson, error and stability curves). Thin: arrays in, a Figure out.
 
 Nothing here computes a result or changes matplotlib's global settings.
 """
@@ -10,7 +10,8 @@ import numpy as np
 
 from .plotting import _figure
 
-__all__ = ["proxy_scatter", "running_mean_plot", "taylor_plot", "layer_bars", "labelled_loglog", "interval_bars"]
+__all__ = ["proxy_scatter", "running_mean_plot", "taylor_plot", "layer_bars", "labelled_loglog", "interval_bars",
+           "interval_curves"]
 
 
 def proxy_scatter(scores: Mapping[str, Sequence[float]], truth: Sequence[float], truth_label: str,
@@ -147,6 +148,38 @@ def interval_bars(labels: Sequence[str], estimate: Sequence[float], low: Sequenc
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def interval_curves(x: Sequence[float], series: Mapping[str, tuple], xlabel: str, ylabel: str, title: str = "",
+                    logx: bool = False, logy: bool = False, reference: float | None = None):
+    """Named curves over the same ``x``, each point with its interval as an error bar.
+
+    ``series[label] = (estimate, low, high)``, three sequences as long as ``x`` (e.g. a block's mean
+    output error and its bootstrap interval, per block). ``reference`` draws a horizontal line.
+    """
+    xs = np.asarray(x, dtype=float)
+    fig = _figure((6.4, 3.8))
+    ax = fig.add_subplot()
+    for label, (est, lo, hi) in series.items():
+        est, lo, hi = (np.asarray(v, dtype=float) for v in (est, lo, hi))
+        if not (est.shape == lo.shape == hi.shape == xs.shape):
+            raise ValueError(f"series[{label!r}]: estimate {est.shape}, low {lo.shape} and high {hi.shape} "
+                             f"must each match x {xs.shape}")
+        ax.errorbar(xs, est, yerr=[est - lo, hi - est], marker="o", ms=4, capsize=2, label=label)
+    if reference is not None:
+        ax.axhline(reference, color="k", lw=0.8, ls="--")
+    if logx:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{v:g}" for v in xs])
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
