@@ -1,0 +1,89 @@
+"""Lesson 10 (the capstone) on a "hub model", offline: the path a Colab user takes with SmolLM2.
+
+A tiny random Llama checkpoint is planted in a private Hugging Face hub cache under a hub id,
+so ``COURSE_MODEL=<hub id>`` with ``HF_HUB_OFFLINE=1`` resolves it exactly as a downloaded
+model would be resolved (``snapshot_download`` for the GGUF export, ``from_pretrained`` for torch).
+The notebook itself runs, its ``parameters`` cell overridden with small settings, from an
+empty COURSE_CACHE: load, export + tokenizer parity check, calibration, llama.cpp types with
+and without an importance matrix, RTN/GPTQ/AWQ, scoring, the choice and the report.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+HUB_ID = "course-test/tiny-capstone"
+SMALL = """
+# --- injected by tests/test_capstone.py: small settings for a tiny random model ---
+N_CALIB, CALIB_LEN = 4, 128
+N_EVAL_CHUNKS, N_CTX = 4, 128
+LLAMA_TYPES = ["Q8_0", "Q4_K_M", "Q2_K"]
+IMATRIX_TYPES = ["Q4_K_M", "IQ3_XXS"]
+BUDGET_MIB = 0.5
+"""
+
+
+def plant_in_hub_cache(model_dir, hub_cache, repo: str = HUB_ID) -> None:
+    """Lay ``model_dir`` out as the hub cache's snapshot of ``repo`` (what a download leaves behind)."""
+    commit = "1" * 40
+    folder = hub_cache / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model_dir, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+
+
+def _outputs(nb) -> str:
+    text = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text.append(out.get("text", ""))
+            data = out.get("data", {})
+            text.append(data.get("text/markdown", "") + data.get("text/plain", ""))
+    return "\n".join(text)
+
+
+def test_parameters_are_one_tagged_cell_of_plain_assignments(root):
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(root / "lessons" / "10_capstone.ipynb", as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    body = ast.parse(tagged[0].source).body
+    assert body and all(isinstance(node, ast.Assign) for node in body)   # papermill can replace it
+    names = {t.id for node in body for t in node.targets if isinstance(t, ast.Name)}
+    names |= {e.id for node in body for t in node.targets if isinstance(t, ast.Tuple) for e in t.elts}
+    assert {"MODEL", "BITS", "GROUP_SIZE", "N_CALIB", "N_EVAL_CHUNKS", "LLAMA_TYPES", "MAX_KLD", "SEED"} <= names
+
+
+@pytest.mark.slow
+def test_capstone_runs_on_a_hub_model_offline(root, tmp_path, tiny_llama_dir, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    hub = tmp_path / "hub"
+    plant_in_hub_cache(tiny_llama_dir, hub)
+    cache = tmp_path / "course-cache"
+    for key, value in {"COURSE_MODEL": HUB_ID, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1",
+                       "COURSE_CACHE": str(cache), "COURSE_DEVICE": "cpu"}.items():
+        monkeypatch.setenv(key, value)   # the kernel inherits this process's environment
+    nb = nbformat.read(root / "lessons" / "10_capstone.ipynb", as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source += "\n" + SMALL
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(root / "lessons")}}).execute()
+    out = _outputs(nb)
+    assert f"model '{HUB_ID}' (hub) on cpu, from {hub}" in out
+    assert "tokenizer parity: llama.cpp and the HF tokenizer agree on all" in out
+    report = json.loads((cache / f"capstone-{HUB_ID.replace('/', '_')}.json").read_text())
+    labels = [r["label"] for r in report["rows"]]
+    assert {"F16", "Q8_0", "Q4_K_M", "Q2_K", "Q4_K_M+im", "IQ3_XXS+im"} <= set(labels)
+    assert sum(r["kind"] == "torch" for r in report["rows"]) == 3
+    assert report["choice"] in labels and report["reasons"] and report["source"].startswith(str(hub))
+    chosen = next(r for r in report["rows"] if r["label"] == report["choice"])
+    assert chosen["passes"] and chosen["kind"] == "gguf"
+    assert any("budget" in r for r in report["reasons"])     # BUDGET_MIB was set: the report speaks to it
+    assert len(report["sha256"]) == 64
