@@ -25,6 +25,57 @@ BUDGET_MIB = 0.5
 """
 
 
+@pytest.fixture(scope="module")
+def smollm_style_dir(tmp_path_factory):
+    """A tiny random Llama whose byte-level BPE tokenizer (512 tokens, trained here on tinycode's
+    validation text) pre-tokenizes like SmolLM/SmolLM2's tokenizer.json: every digit on its own
+    (Digits, individual_digits), then GPT-2's ByteLevel split; llama.cpp names this "smollm"."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from courseutils.model.corpus import corpus_text
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([corpus_text("validation")[:100_000]], trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<|endoftext|> $A",
+                                                       special_tokens=[("<|endoftext|>", 0)])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                     clean_up_tokenization_spaces=False)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
+    out = tmp_path_factory.mktemp("smollm-style") / "tiny-smollm-style"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out
+
+
+def test_smollm_style_tokenizer_exports_with_parity(smollm_style_dir, tmp_path, monkeypatch):
+    """The GPU default (SmolLM2) splits digits one by one; llama.cpp's "smollm" must split the
+    parity text exactly as the HF tokenizer does, and a wrong name must be caught. (GPT-2's split
+    happens to give the same ids here: with digits split before training, this BPE learned no merge
+    that joins digits or a space and a digit, so it cannot tell the two apart; "llama-bpe" glues
+    punctuation to the following letters and differs.)"""
+    from courseutils.core.errors import TokenizerMismatchError
+    from courseutils.ggml.gguf_export import gguf_pre_tokenizer
+    from courseutils.llamacpp import check_tokenizer_parity, get_gguf
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))   # fresh exports
+    path = get_gguf(smollm_style_dir, "F16", pre_tokenizer="smollm")
+    assert gguf_pre_tokenizer(path) == "smollm"
+    assert check_tokenizer_parity(path, smollm_style_dir) > 600
+    with pytest.raises(TokenizerMismatchError, match="tokenizer.ggml.pre='llama-bpe'"):
+        get_gguf(smollm_style_dir, "F16", pre_tokenizer="llama-bpe")
+
+
 def plant_in_hub_cache(model_dir, hub_cache, repo: str = HUB_ID) -> None:
     """Lay ``model_dir`` out as the hub cache's snapshot of ``repo`` (what a download leaves behind)."""
     commit = "1" * 40
@@ -60,19 +111,23 @@ def test_parameters_are_one_tagged_cell_of_plain_assignments(root):
 
 
 @pytest.mark.slow
-def test_capstone_runs_on_a_hub_model_offline(root, tmp_path, tiny_llama_dir, monkeypatch):
+@pytest.mark.parametrize("style", ["gpt-2", "smollm"])
+def test_capstone_runs_on_a_hub_model_offline(root, tmp_path, request, monkeypatch, style):
+    """``gpt-2``: the checkpoint has tinycode's tokenizer (detected); ``smollm``: a SmolLM-style
+    tokenizer the detection table cannot know, named through the PRE_TOKENIZER parameter."""
     import nbformat
     from nbclient import NotebookClient
 
+    model_dir = request.getfixturevalue("tiny_llama_dir" if style == "gpt-2" else "smollm_style_dir")
     hub = tmp_path / "hub"
-    plant_in_hub_cache(tiny_llama_dir, hub)
+    plant_in_hub_cache(model_dir, hub)
     cache = tmp_path / "course-cache"
     for key, value in {"COURSE_MODEL": HUB_ID, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1",
                        "COURSE_CACHE": str(cache), "COURSE_DEVICE": "cpu"}.items():
         monkeypatch.setenv(key, value)   # the kernel inherits this process's environment
     nb = nbformat.read(root / "lessons" / "10_capstone.ipynb", as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    params.source += "\n" + SMALL
+    params.source += "\n" + SMALL + ("" if style == "gpt-2" else f"PRE_TOKENIZER = {style!r}\n")
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(root / "lessons")}}).execute()
     out = _outputs(nb)
