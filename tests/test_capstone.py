@@ -142,3 +142,25 @@ def test_capstone_runs_on_a_hub_model_offline(root, tmp_path, request, monkeypat
     assert chosen["passes"] and chosen["kind"] == "gguf"
     assert any("budget" in r for r in report["reasons"])     # BUDGET_MIB was set: the report speaks to it
     assert len(report["sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_capstone_says_so_when_only_the_reference_passes(root, tmp_path, monkeypatch):
+    """A rubric no quantized file can meet, and no torch method: the lesson still runs to the end,
+    the choice is F16 and the reasons say that no quantization meets the rubric."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("COURSE_MODEL", "tinycode")
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    nb = nbformat.read(root / "lessons" / "10_capstone.ipynb", as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source += ("\nMETHODS = []\nLLAMA_TYPES = ['Q8_0', 'Q2_K']\nIMATRIX_TYPES = []\n"
+                      "N_CALIB, CALIB_LEN = 2, 128\nN_EVAL_CHUNKS, N_CTX = 3, 128\n"
+                      "MAX_PPL_INCREASE, MAX_KLD, MIN_TOP1 = 0.0, 1e-9, 1.0\n")
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(root / "lessons")}}).execute()
+    out = _outputs(nb)
+    assert "Only the unquantized reference F16 passes: no quantized gguf variant meets this rubric" in out
+    assert "no torch method was run" in out and "RTN was not among METHODS" in out
+    assert "The budget of" in out and "and the rubric conflict: the largest gguf variant that fits, Q8_0" in out
