@@ -14,8 +14,9 @@ import sys
 import pytest
 
 # Lesson 00 is the first thing every student runs; lesson 03 loads the most llama.cpp types; lesson 08
-# makes per-tensor mixes, an importance matrix and the IQ types that need one.
-FRESH_LESSONS = ["00_setup_and_tour", "03_measuring_quality", "08_mixed_precision"]
+# makes per-tensor mixes, an importance matrix and the IQ types that need one; lesson 10 (the capstone)
+# runs the whole pipeline: export, calibration, llama.cpp and torch quantization, scoring, the choice.
+FRESH_LESSONS = ["00_setup_and_tour", "03_measuring_quality", "08_mixed_precision", "10_capstone"]
 
 
 @pytest.mark.slow

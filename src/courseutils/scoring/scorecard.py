@@ -34,7 +34,7 @@ from ..numerics.metrics import make_chunks, perplexity, token_nll
 from .evaluate import compare_logits, scored_logits
 from .tasks import cloze_accuracy, follows_format, function_prompts
 
-__all__ = ["Rubric", "DEFAULT_TYPES", "smallest_passing", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json"]
+__all__ = ["Rubric", "DEFAULT_TYPES", "smallest_passing", "run_scorecard", "format_table", "gguf_bpw", "sha256_file", "write_json", "versions"]
 
 DEFAULT_TYPES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 CI_LEVEL, CI_N_BOOT, CI_SEED = 0.95, 2000, 0
@@ -58,14 +58,26 @@ class Rubric:
                 raise CourseError(f"rubric {name}={getattr(self, name)!r}; allowed: a fraction from 0 to 1")
 
     def check(self, row: dict, ref: dict) -> dict:
-        """Which criteria ``row`` meets, given the reference row."""
-        return {
+        """Which criteria ``row`` meets, given the reference row.
+
+        A row whose ``format_following`` or ``task_accuracy`` is missing or None was not
+        measured on that task (the capstone's rows, :mod:`.decision`): the criterion is left
+        out when its minimum is 0, and refused (:class:`CourseError`) when the rubric asks for more.
+        """
+        out = {
             "ppl": row["ppl"] <= ref["ppl"] * (1 + self.max_ppl_increase),
             "kld": row["kld"] <= self.max_kld,
             "top1": row["top1_agreement"] >= self.min_top1,
-            "format_following": row["format_following"] >= self.min_format_following,
-            "task_accuracy": row["task_accuracy"] >= self.min_task_accuracy,
         }
+        for name, minimum in (("format_following", self.min_format_following),
+                              ("task_accuracy", self.min_task_accuracy)):
+            if row.get(name) is None:
+                if minimum > 0:
+                    raise CourseError(f"rubric min_{name}={minimum!r} but row {row.get('type', row.get('label'))!r} "
+                                      f"has no {name} measured; allowed: min_{name}=0 for such rows")
+                continue
+            out[name] = row[name] >= minimum
+        return out
 
 
 def smallest_passing(rows: list[dict], rubric: Rubric) -> str | None:
@@ -90,6 +102,11 @@ def gguf_bpw(path: str | os.PathLike) -> float:
     from ..ggml.ggufinfo import read_gguf
 
     return read_gguf(path).bpw
+
+
+def versions() -> dict:
+    """Python, platform and the versions of the packages a score depends on (for provenance)."""
+    return _versions()
 
 
 def _versions() -> dict:
