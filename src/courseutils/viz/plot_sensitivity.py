@@ -14,6 +14,18 @@ __all__ = ["proxy_scatter", "running_mean_plot", "taylor_plot", "layer_bars", "l
            "interval_curves"]
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str = "", legend_size: int | None = None):
+    """Axis labels, a light grid, the legend (when ``legend_size`` is given) and the title; returns ``fig``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if legend_size is not None:
+        ax.legend(fontsize=legend_size)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
 def proxy_scatter(scores: Mapping[str, Sequence[float]], truth: Sequence[float], truth_label: str,
                   notes: Mapping[str, str] | None = None, title: str = "", log: bool = True):
     """One panel per proxy: predicted score (x) against the measured truth (y) per channel group.
@@ -56,13 +68,7 @@ def running_mean_plot(estimates: Mapping[str, Sequence[float]], reference: Mappi
         ax.plot(k, np.cumsum(e) / k, color=f"C{i}", label=name)
         if reference and name in reference:
             ax.axhline(reference[name], color=f"C{i}", ls="--", lw=1)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title, legend_size=7)
 
 
 def taylor_plot(eps: Sequence[float], measured: Sequence[float], predictions: Mapping[str, Sequence[float]],
@@ -80,13 +86,7 @@ def taylor_plot(eps: Sequence[float], measured: Sequence[float], predictions: Ma
     else:  # sign changes: linear near zero, logarithmic beyond the smallest non-zero magnitude
         nonzero = np.abs(values[values != 0])
         ax.set_yscale("symlog", linthresh=float(nonzero.min()) if nonzero.size else 1e-9)
-    ax.set_xlabel("step size ε (perturbation ε·d)")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
+    return _finish(fig, ax, "step size ε (perturbation ε·d)", ylabel, title, legend_size=8)
 
 
 def layer_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str, title: str = "",
@@ -122,12 +122,7 @@ def labelled_loglog(x: Sequence[float], y: Sequence[float], labels: Sequence[str
             ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)
 
 
 def interval_bars(labels: Sequence[str], estimate: Sequence[float], low: Sequence[float], high: Sequence[float],
@@ -176,10 +171,4 @@ def interval_curves(x: Sequence[float], series: Mapping[str, tuple], xlabel: str
         ax.set_xticks(xs, [f"{v:g}" for v in xs])
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title, legend_size=8)
