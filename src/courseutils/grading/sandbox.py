@@ -51,7 +51,7 @@ from pathlib import Path
 
 from ..core.errors import CourseError
 
-__all__ = ["KERNEL_NAME", "SANDBOX_UID", "Limits", "SandboxKernel", "BwrapKernel", "SandboxWarning", "bwrap_problem",
+__all__ = ["KERNEL_NAME", "SANDBOX_UID", "Limits", "SandboxKernel", "BwrapKernel", "SandboxWarning",
            "UNPROTECTED", "main"]
 
 KERNEL_NAME = "courseutils-sandbox"
@@ -233,15 +233,6 @@ class BwrapKernel(SandboxKernel):
 
     def settings(self) -> dict:
         return {"bwrap": self.bwrap}
-
-
-def bwrap_problem(root: str | os.PathLike, limits: Limits | None = None) -> str | None:
-    """Why the bwrap sandbox cannot run a kernel here, or ``None`` when it can (about a second)."""
-    try:
-        with BwrapKernel(root, limits) as box:
-            return box.probe()
-    except (CourseError, OSError) as exc:
-        return str(exc)
 
 
 # --------------------------------------------------------------------------- launcher (outside bwrap)

@@ -9,13 +9,14 @@ with the reason. ``off`` grades unprotected, with the warning.
 from __future__ import annotations
 
 import os
+import subprocess
 import warnings
 
 from ..core.errors import CourseError
-from .sandbox import UNPROTECTED, BwrapKernel, Limits, SandboxKernel, SandboxWarning, bwrap_problem
-from .sandbox_container import ContainerKernel, container_problem
+from .sandbox import UNPROTECTED, BwrapKernel, Limits, SandboxKernel, SandboxWarning
+from .sandbox_container import ContainerKernel
 
-__all__ = ["MODES", "resolve", "sandbox_kernel"]
+__all__ = ["MODES", "resolve", "problem", "sandbox_kernel"]
 
 MODES = ("auto", "off", "bwrap", "docker", "podman")
 
@@ -32,19 +33,25 @@ def resolve(mode: str, root: str | os.PathLike, limits: Limits | None = None) ->
     if mode == "off":
         warnings.warn(f"autograde --sandbox off: {UNPROTECTED}", SandboxWarning, stacklevel=2)
         return "off"
-    if mode in ("docker", "podman"):
-        problem = container_problem(root, limits, engine=mode)
-        if problem is not None:
-            raise CourseError(f"sandbox={mode!r} cannot run here: {problem}")
-        return mode
-    problem = bwrap_problem(root, limits)
-    if problem is None:
-        return "bwrap"
-    if mode == "bwrap":
-        raise CourseError(f"sandbox='bwrap' cannot run here: {problem}")
-    warnings.warn(f"autograde without a sandbox ({problem}): {UNPROTECTED}. Install bubblewrap "
+    wanted = "bwrap" if mode == "auto" else mode
+    found = problem(wanted, root, limits)
+    if found is None:
+        return wanted
+    if mode != "auto":
+        raise CourseError(f"sandbox={mode!r} cannot run here: {found}")
+    warnings.warn(f"autograde without a sandbox ({found}): {UNPROTECTED}. Install bubblewrap "
                   "(apt-get install bubblewrap) or see docs/INSTRUCTORS.md", SandboxWarning, stacklevel=2)
     return "off"
+
+
+def problem(mode: str, root: str | os.PathLike, limits: Limits | None = None) -> str | None:
+    """Why the ``mode`` sandbox (``bwrap``, ``docker``, ``podman``) cannot run a kernel here, or
+    ``None`` when it can: one test run of its launcher (:meth:`SandboxKernel.probe`, about a second)."""
+    try:
+        with sandbox_kernel(mode, root, limits) as box:
+            return box.probe()
+    except (CourseError, OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
 
 
 def sandbox_kernel(mode: str, root: str | os.PathLike, limits: Limits | None = None) -> SandboxKernel | None:

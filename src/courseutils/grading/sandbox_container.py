@@ -47,7 +47,7 @@ from ..core.errors import CourseError
 from .sandbox import (ETC_FILES, HOME, SANDBOX_UID, SUBMISSION, Limits, SandboxKernel, add_launch_parser,
                       inner_command, launch_args)
 
-__all__ = ["ENGINES", "IMAGE", "ContainerKernel", "container_problem", "empty_image_tar", "run_argv", "main"]
+__all__ = ["ENGINES", "IMAGE", "ContainerKernel", "empty_image_tar", "run_argv", "main"]
 
 ENGINES = ("docker", "podman")
 IMAGE = "courseutils-sandbox:empty"
@@ -116,15 +116,6 @@ class ContainerKernel(SandboxKernel):
                 subprocess.run([self.engine, "kill", *ids], capture_output=True)
                 subprocess.run([self.engine, "rm", "-f", *ids], capture_output=True)
         super().__exit__(*exc)
-
-
-def container_problem(root: str | os.PathLike, limits: Limits | None = None, engine: str = "docker") -> str | None:
-    """Why the ``engine`` sandbox cannot run a kernel here, or ``None`` when it can (a test run)."""
-    try:
-        with ContainerKernel(root, limits, engine) as box:
-            return box.probe()
-    except (CourseError, OSError, subprocess.SubprocessError) as exc:
-        return str(exc)
 
 
 def run_argv(s: dict, submission: str, command: list[str]) -> list[str]:
