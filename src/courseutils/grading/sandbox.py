@@ -60,6 +60,7 @@ HOME = "/home/student"          # the kernel's working folder, a sized tmpfs
 SUBMISSION = "/run/submission"  # the student's autograded folder, read-only, copied to HOME
 RUNTIME_BYTES = 2**20           # the connection folder's tmpfs (grading as root): a JSON file and 5 sockets
 # Files of /etc a Python kernel reads (dynamic linker, time zone, user names); the rest of /etc is not shown.
+TOPS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr where /usr is merged
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
              "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives")
 UNPROTECTED = ("student code runs with your permissions: it can read quizzes/source (solutions, hidden "
@@ -258,9 +259,19 @@ def _stage(binds: list[tuple[str, str]], stage: Path) -> list[tuple[str, str]]:
     return staged
 
 
-def _tree(folder: Path) -> list[Path]:
-    """``folder`` and everything under it."""
-    return [folder, *folder.rglob("*")]
+def copy_submission(s: dict) -> Path:
+    """The grader's copy of the kernel's cwd (nbgrader's autograded folder of this student), which the
+    sandbox sees read-only at ``/run/submission``."""
+    copy = Path(s["runtime"]).parent / "submission"
+    shutil.copytree(os.getcwd(), copy, symlinks=True)
+    return copy
+
+
+def give_to_sandbox_user(s: dict, connection_file: str | None, copy: Path) -> None:
+    """Root only: hand the connection folder, the connection file and the submission copy to the
+    sandbox's user, who creates the kernel's sockets there and reads the copy."""
+    for path in [s["runtime"], *([connection_file] if connection_file else []), copy, *copy.rglob("*")]:
+        os.chown(path, s["uid"], s["uid"], follow_symlinks=False)
 
 
 def _bwrap_argv(s: dict, ro: list[tuple[str, str]], rw: list[tuple[str, str]], command: list[str]) -> list[str]:
@@ -269,7 +280,7 @@ def _bwrap_argv(s: dict, ro: list[tuple[str, str]], rw: list[tuple[str, str]], c
             "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--uid", uid, "--gid", uid,
             "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", HOME, "--chdir", HOME]
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):  # merged /usr: symlinks into /usr
+    for top in TOPS:  # merged /usr: symlinks into /usr
         if os.path.islink(top):
             argv += ["--symlink", os.readlink(top), top]
     for src, dest in ro:
@@ -277,14 +288,18 @@ def _bwrap_argv(s: dict, ro: list[tuple[str, str]], rw: list[tuple[str, str]], c
     for src, dest in rw:
         argv += ["--bind", src, dest]
     argv += ["--remount-ro", "/", "--clearenv"]
-    env = {"PATH": f"{Path(s['python']).parent}:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8",
-           "PYTHONPATH": s["pythonpath"], "PYTHONDONTWRITEBYTECODE": "1",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           # the kernel's parent is the sandbox's pid 1: no parent polling, no "ipython kernel" banner
-           "JPY_PARENT_PID": "1"}
-    for key, value in env.items():
+    for key, value in kernel_env(s).items():
         argv += ["--setenv", key, value]
     return argv + ["--", *command]
+
+
+def kernel_env(s: dict) -> dict[str, str]:
+    """The kernel's whole environment (nothing of the grader's is passed on), for the settings ``s``."""
+    return {"PATH": f"{Path(s['python']).parent}:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8",
+            "PYTHONPATH": s["pythonpath"], "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            # the kernel's parent is the sandbox's pid 1: no parent polling, no "ipython kernel" banner
+            "JPY_PARENT_PID": "1"}
 
 
 def inner_command(python: str, limits: dict, connection_file: str | None, probe_root: str | None = None,
@@ -331,8 +346,7 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
     """
     s = json.loads(Path(settings).read_text(encoding="utf-8"))
     ro = [(p, p) for p in ["/usr", *s["paths"], *(f for f in ETC_FILES if os.path.exists(f))]]
-    copy = Path(s["runtime"]).parent / "submission"  # the grader's copy, readable by the sandbox's user
-    shutil.copytree(os.getcwd(), copy, symlinks=True)
+    copy = copy_submission(s)
     ro.append((str(copy), SUBMISSION))
     rw = [(s["runtime"], s["runtime"])]
     command = inner_command(s["python"], s["limits"], connection_file, probe_root, kernel_args)
@@ -340,8 +354,7 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
         n_ro = len(ro)
         staged = _stage(ro + rw, Path(s["stage"]))
         ro, rw = staged[:n_ro], staged[n_ro:]
-        for path in [s["runtime"], *([connection_file] if connection_file else []), *_tree(copy)]:
-            os.chown(path, s["uid"], s["uid"], follow_symlinks=False)
+        give_to_sandbox_user(s, connection_file, copy)
         os.setgroups([])
         os.setgid(s["uid"])
         os.setuid(s["uid"])  # from here on nothing of root's is reachable

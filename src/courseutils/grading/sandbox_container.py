@@ -44,8 +44,8 @@ import tarfile
 from pathlib import Path
 
 from ..core.errors import CourseError
-from .sandbox import (ETC_FILES, HOME, SANDBOX_UID, SUBMISSION, Limits, SandboxKernel, add_launch_parser,
-                      inner_command, launch_args)
+from .sandbox import (ETC_FILES, HOME, SANDBOX_UID, SUBMISSION, TOPS, Limits, SandboxKernel, add_launch_parser,
+                      copy_submission, give_to_sandbox_user, inner_command, kernel_env, launch_args)
 
 __all__ = ["ENGINES", "IMAGE", "ContainerKernel", "empty_image_tar", "run_argv", "main"]
 
@@ -53,7 +53,6 @@ ENGINES = ("docker", "podman")
 IMAGE = "courseutils-sandbox:empty"
 NOFILE = 1024   # open files per process (the engine's default can exceed what a nested host allows)
 NPROC = 4096    # set so the engine does not copy the host's (runc refused 65536 here); --pids-limit is the real limit
-TOPS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
 def empty_image_tar() -> bytes:
@@ -132,10 +131,7 @@ def run_argv(s: dict, submission: str, command: list[str]) -> list[str]:
     for path in ["/usr", *tops, *s["paths"], *(f for f in ETC_FILES if os.path.exists(f))]:
         argv += ["--volume", f"{path}:{path}:ro"]
     argv += ["--volume", f"{submission}:{SUBMISSION}:ro", "--volume", f"{s['runtime']}:{s['runtime']}"]
-    env = {"PATH": f"{Path(s['python']).parent}:/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8",
-           "PYTHONPATH": s["pythonpath"], "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JPY_PARENT_PID": "1"}
-    for key, value in env.items():
+    for key, value in kernel_env(s).items():
         argv += ["--env", f"{key}={value}"]
     return argv + [IMAGE, *command]
 
@@ -147,13 +143,11 @@ def launch(settings: str, connection_file: str | None, probe_root: str | None = 
     Runs as the grader in nbgrader's autograded folder of this student (the kernel's cwd).
     """
     s = json.loads(Path(settings).read_text(encoding="utf-8"))
-    copy = Path(s["runtime"]).parent / "submission"
-    shutil.copytree(os.getcwd(), copy, symlinks=True)
+    copy = copy_submission(s)
     limits = {**s["limits"], "processes": None}  # the container's pids limit counts them
     command = inner_command(s["python"], limits, connection_file, probe_root, kernel_args)
-    if os.geteuid() == 0:  # the kernel (user 65534) creates its sockets here and reads its copy
-        for path in [s["runtime"], *([connection_file] if connection_file else []), copy, *copy.rglob("*")]:
-            os.chown(path, s["uid"], s["uid"], follow_symlinks=False)
+    if os.geteuid() == 0:
+        give_to_sandbox_user(s, connection_file, copy)
     sys.stdout.flush()
     os.execv(s["engine"], run_argv(s, str(copy), command))
 
