@@ -22,10 +22,10 @@ def _info(args) -> dict:
     from .llamacpp.bridge import gpu_offload_supported
     from .llamacpp.loading import load_mode, system_info
     from .model.loader import model_card
-    from .scoring.scorecard import _versions
+    from .scoring.scorecard import versions
 
     card = model_card("tinycode")
-    info = {"versions": _versions(), "device": get_device(), "llama_cpp_backend":
+    info = {"versions": versions(), "device": get_device(), "llama_cpp_backend":
             "CUDA" if gpu_offload_supported() else "CPU", "default_model": default_model(),
             "cache": str(cache_dir()), "machine": platform.machine()}
     mode = load_mode()

@@ -88,11 +88,24 @@ def variant_row(label: str, scores: TokenScores, size_bytes: float, n_weights: i
     return row
 
 
+def _bounds(row: dict, name: str, rubric: Rubric) -> tuple[float, float, float, bool] | None:
+    """``(low, high, limit, lower_is_better)`` of a quality criterion of ``row``; None for one without an interval."""
+    if name == "ppl":
+        return (*row["ppl_change_ci"], rubric.max_ppl_increase, True)
+    if name == "kld":
+        return (*row["kld_ci"], rubric.max_kld, True)
+    if name == "top1":
+        return (*row["top1_agreement_ci"], rubric.min_top1, False)
+    return None
+
+
 def _worst_end_meets(row: dict, rubric: Rubric) -> dict:
     """Each quality criterion checked at the unfavourable end of its interval."""
-    return {"ppl": row["ppl_change_ci"][1] <= rubric.max_ppl_increase,
-            "kld": row["kld_ci"][1] <= rubric.max_kld,
-            "top1": row["top1_agreement_ci"][0] >= rubric.min_top1}
+    out = {}
+    for name in ("ppl", "kld", "top1"):
+        lo, hi, limit, lower_is_better = _bounds(row, name, rubric)
+        out[name] = hi <= limit if lower_is_better else lo >= limit
+    return out
 
 
 def _criterion_text(row: dict, name: str, rubric: Rubric) -> str:
@@ -278,16 +291,11 @@ def _fail_text(r: dict, rubric: Rubric) -> str:
 
 def _straddles(row: dict, name: str, rubric: Rubric) -> bool:
     """True when the criterion's interval contains its limit (the estimate alone decided)."""
-    if name == "ppl":
-        lo, hi = row["ppl_change_ci"]
-        return lo <= rubric.max_ppl_increase <= hi
-    if name == "kld":
-        lo, hi = row["kld_ci"]
-        return lo <= rubric.max_kld <= hi
-    if name == "top1":
-        lo, hi = row["top1_agreement_ci"]
-        return lo <= rubric.min_top1 <= hi
-    return False  # no interval: the estimate decides
+    bounds = _bounds(row, name, rubric)
+    if bounds is None:  # no interval: the estimate decides
+        return False
+    lo, hi, limit, _ = bounds
+    return lo <= limit <= hi
 
 
 def format_rows(rows: list[dict], choice: str | None = None) -> str:

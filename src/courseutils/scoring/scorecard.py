@@ -106,10 +106,6 @@ def gguf_bpw(path: str | os.PathLike) -> float:
 
 def versions() -> dict:
     """Python, platform and the versions of the packages a score depends on (for provenance)."""
-    return _versions()
-
-
-def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
@@ -223,7 +219,7 @@ def run_scorecard(model: str = "tinycode", types=DEFAULT_TYPES, rubric: Rubric =
                                       "format_following": "prompt", "format_following_diff": "prompt (paired)",
                                       "task_accuracy": "cloze position"}}},
         "provenance": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "versions": _versions(), "model_source": where,
+                       "versions": versions(), "model_source": where,
                        "corpus_sha256": card.get("corpus", {}).get("sha256"),
                        "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
                        "seconds": round(time.time() - t_start, 1)},
