@@ -124,6 +124,41 @@ class _Accumulator:
                 s["seq"] += (gs * gs).sum(0).double()
 
 
+def _backward_passes(model, tokens, names: list[str], on_backward, before, batch_size: int, desc: str,
+                     progress: bool) -> None:
+    """One forward and one backward pass per batch of the *summed* next-token NLL, with
+    ``on_backward(name, X, G)`` hooked on the linear layers ``names`` (:class:`LinearHooks`).
+
+    The model runs in eval mode (no dropout: the statistics of the deployed model) and gets its
+    mode back afterwards; ``before(batch)`` runs for each batch, on the model's device, first.
+    """
+    import torch
+
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with LinearHooks(model, names, on_backward=on_backward):
+            for batch in iter_batches(tokens, batch_size, desc, progress):
+                batch = batch.to(device)
+                before(batch)
+                loss = next_token_nll(model, batch).sum()
+                if not torch.isfinite(loss):
+                    raise CourseError(f"the model's loss on a calibration batch is {float(loss)}; "
+                                      "cannot take gradients")
+                loss.backward()
+    finally:
+        model.train(was_training)
+
+
+def _check_reached(names: list[str], reached) -> None:
+    """A clear error for layers the backward pass never reached."""
+    missing = [n for n in names if n not in reached]
+    if missing:
+        raise ModelError(f"layers={missing[:3]!r} received no gradient: they are not on the path from the "
+                         "input tokens to the loss")
+
+
 def collect_sensitivity(model, tokens, layers: list[str] | None = None, batch_size: int = 4,
                         per_sequence: bool = False, progress: bool = True) -> dict[str, LayerSensitivity]:
     """Accumulate ``alpha``, ``awq``, ``gptq``, ``awq_abs`` and the gradient for linear layers.
@@ -141,32 +176,18 @@ def collect_sensitivity(model, tokens, layers: list[str] | None = None, batch_si
     Returns:
         ``{layer name: LayerSensitivity}`` in model order.
     """
-    import torch
-
     names = layers if layers is not None else [n for n, _ in linear_layers(model)]
     acc = _Accumulator(per_sequence)
-    device = model_device(model)
-    n_pred = n_seq = 0
-    was_training = model.training
-    model.eval()                                             # no dropout: the statistics of the deployed model
-    try:
-        with LinearHooks(model, names, on_backward=acc):
-            for batch in iter_batches(tokens, batch_size, "alpha, AWQ, GPTQ statistics", progress):
-                batch = batch.to(device)
-                acc.batch_shape = tuple(batch.shape)
-                loss = next_token_nll(model, batch).sum()
-                if not torch.isfinite(loss):
-                    raise CourseError(f"the model's loss on a calibration batch is {float(loss)}; "
-                                      "cannot take gradients")
-                loss.backward()
-                n_pred += batch.shape[0] * (batch.shape[1] - 1)
-                n_seq += batch.shape[0]
-    finally:
-        model.train(was_training)
-    missing = [n for n in names if n not in acc.sums]
-    if missing:
-        raise ModelError(f"layers={missing[:3]!r} received no gradient: they are not on the path from the "
-                         "input tokens to the loss")
+    counts = {"n_pred": 0, "n_seq": 0}
+
+    def before(batch):
+        acc.batch_shape = tuple(batch.shape)
+        counts["n_pred"] += batch.shape[0] * (batch.shape[1] - 1)
+        counts["n_seq"] += batch.shape[0]
+
+    _backward_passes(model, tokens, names, acc, before, batch_size, "alpha, AWQ, GPTQ statistics", progress)
+    _check_reached(names, acc.sums)
+    n_pred, n_seq = counts["n_pred"], counts["n_seq"]
     out = {}
     for name in names:
         s = acc.sums[name]
@@ -216,7 +237,6 @@ def sequence_sensitivity(model, tokens, layers: list[str] | None = None, batch_s
 
     names = layers if layers is not None else [n for n, _ in linear_layers(model)]
     rows: dict[str, dict[str, list]] = {n: {"x2g2": [], "x2": [], "d_out": 0} for n in names}
-    device = model_device(model)
     shape = [1, 1]  # (B, T) of the batch in flight
 
     def record(name, X, G):  # X: (B*T, d_in)  G: (B*T, d_out)
@@ -227,23 +247,11 @@ def sequence_sensitivity(model, tokens, layers: list[str] | None = None, batch_s
         rows[name]["x2"].append((X2.sum(1) / T).double().cpu())
         rows[name]["d_out"] = G.shape[1]
 
-    was_training = model.training
-    model.eval()
-    try:
-        with LinearHooks(model, names, on_backward=record):
-            for batch in iter_batches(tokens, batch_size, "per-sequence alpha" if progress else None, progress):
-                batch = batch.to(device)
-                shape[:] = batch.shape
-                loss = next_token_nll(model, batch).sum()
-                if not torch.isfinite(loss):
-                    raise CourseError(f"the model's loss on a calibration batch is {float(loss)}; cannot take gradients")
-                loss.backward()
-    finally:
-        model.train(was_training)
-    missing = [n for n in names if not rows[n]["x2"]]
-    if missing:
-        raise ModelError(f"layers={missing[:3]!r} received no gradient: they are not on the path from the "
-                         "input tokens to the loss")
+    def before(batch):
+        shape[:] = batch.shape
+
+    _backward_passes(model, tokens, names, record, before, batch_size, "per-sequence alpha", progress)
+    _check_reached(names, {n for n in names if rows[n]["x2"]})
     return {n: SequenceSensitivity(n, torch.cat(rows[n]["x2g2"]).numpy(), torch.cat(rows[n]["x2"]).numpy(),
                                    rows[n]["d_out"]) for n in names}
 
