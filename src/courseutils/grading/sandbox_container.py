@@ -80,15 +80,22 @@ def _engine(engine: str) -> str:
     return path
 
 
+_IMAGE_READY: set[str] = set()  # engines this process has seen holding IMAGE: no second `image inspect` per student
+
+
 def ensure_image(engine: str) -> None:
     """Import :data:`IMAGE` into ``engine`` once (from :func:`empty_image_tar`; no registry involved)."""
     exe = _engine(engine)
+    if engine in _IMAGE_READY:
+        return
     if subprocess.run([exe, "image", "inspect", IMAGE], capture_output=True).returncode == 0:
+        _IMAGE_READY.add(engine)
         return
     made = subprocess.run([exe, "import", "-", IMAGE], input=empty_image_tar(), capture_output=True, timeout=120)
     if made.returncode != 0:
         raise CourseError(f"sandbox={engine!r}: cannot create the image {IMAGE}: "
                           f"{made.stderr.decode(errors='replace').strip()[-600:]}")
+    _IMAGE_READY.add(engine)
 
 
 class ContainerKernel(SandboxKernel):
