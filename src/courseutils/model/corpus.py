@@ -98,7 +98,7 @@ def split_code_prose(source: str) -> tuple[str, str]:
         drop.update(range(expr.lineno, expr.end_lineno + 1))
     lines = source.splitlines()
     cut: dict[int, int] = {}            # line -> column where its comment starts
-    block: list[str] = []               # comment lines on consecutive lines form one paragraph
+    paragraphs: list[list] = []         # [first line, texts, last line]: comments on consecutive lines
     for t in tokens:
         if t.type != tokenize.COMMENT:
             continue
@@ -107,15 +107,12 @@ def split_code_prose(source: str) -> tuple[str, str]:
         text = t.string.lstrip("#").strip()
         if not text or text.startswith("!"):  # empty comments and shebangs carry no prose
             continue
-        if block and block_end == line - 1:
-            block.append(text)
+        if paragraphs and paragraphs[-1][2] == line - 1:
+            paragraphs[-1][1].append(text)
+            paragraphs[-1][2] = line
         else:
-            if block:
-                pieces.append((block_start, "\n".join(block)))
-            block, block_start = [text], line
-        block_end = line
-    if block:
-        pieces.append((block_start, "\n".join(block)))
+            paragraphs.append([line, [text], line])
+    pieces += [(first, "\n".join(texts)) for first, texts, _ in paragraphs]
     code_lines = []
     for i, line in enumerate(lines, start=1):
         if i in drop:
